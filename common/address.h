@@ -53,7 +53,8 @@ struct SocketAddressHash {
 };
 
 // Splits "host:port" / "[v6]:port" into host and port without resolving; for Host headers
-// and URLs. Port is 0 when absent. False on malformed input.
+// and URLs. Port is 0 when absent (or empty: "example.com:"). An IPv6 host comes back without
+// its brackets ("[::1]:80" -> "::1"). False on malformed input.
 bool splitHostPort(std::string_view text, std::string_view* host, uint16_t* port);
 
 }  // namespace scalegate
