@@ -1,0 +1,290 @@
+# Shared helpers for scalegate's bench scripts. Source it; it defines functions and globals
+# prefixed sg_/SG_ and changes no shell options of its caller.
+#
+#   sg_init                  temp dir ($SG_TMP) + exit trap that kills every tracked process
+#   sg_track PID...          kill these on exit (children of nginx go with their master)
+#   sg_free_port             a currently free loopback TCP port
+#   sg_wait_port PORT [S]    wait until 127.0.0.1:PORT accepts (bounded)
+#   sg_ensure_built TARGET   build a CMake target with the release preset if its binary is missing
+#   sg_start_backend ID CPU [ARGS...]   start sgbackend pinned to CPU; sets SG_LAST_PORT, SG_LAST_PID
+#   sg_start_proxy NAME CPU PORT BACKEND_PORT...  start haproxy|nginx|scalegate; sets SG_PROXY_PIDS
+#   sg_stop_proxy            stop what sg_start_proxy started
+#   sg_cpu_us PID...         utime+stime of the processes, in microseconds
+#   sg_rss_kb PID            VmRSS in kB
+
+SG_REPO=${SG_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+SG_BIN_DIR=${SG_BIN_DIR:-$SG_REPO/build/release}
+SG_TMP=""
+SG_PIDS=()
+SG_PROXY_PIDS=()
+SG_LAST_PORT=""
+SG_LAST_PID=""
+
+sg_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+sg_die() { echo "error: $*" >&2; exit 2; }
+
+sg_init() {
+  SG_TMP=$(mktemp -d /tmp/scalegate-bench.XXXXXX)
+  trap sg_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+sg_track() { SG_PIDS+=("$@"); }
+
+# Kills tracked processes by pid (TERM, then KILL after a grace period) and removes the temp
+# dir. Only processes this script started are touched.
+sg_cleanup() {
+  local pid live=()
+  for pid in "${SG_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null && live+=("$pid")
+  done
+  local deadline=$((SECONDS + 5))
+  for pid in "${live[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  done
+  wait 2>/dev/null
+  [[ -n $SG_TMP && -d $SG_TMP ]] && rm -rf "$SG_TMP"
+  return 0
+}
+
+sg_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+sg_wait_port() {
+  local port=$1 limit=${2:-10}
+  local deadline=$((SECONDS + limit))
+  while ((SECONDS <= deadline)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  sg_log "nothing listens on 127.0.0.1:$port after ${limit}s"
+  return 1
+}
+
+# sg_ensure_built TARGET RELPATH: builds TARGET with the release preset when
+# $SG_BIN_DIR/RELPATH does not exist yet.
+sg_ensure_built() {
+  local target=$1 rel=$2
+  [[ -x $SG_BIN_DIR/$rel ]] && return 0
+  if [[ $SG_BIN_DIR != "$SG_REPO/build/release" ]]; then
+    sg_die "$SG_BIN_DIR/$rel not found (SG_BIN_DIR is set, so not building it)"
+  fi
+  sg_log "building $target (cmake --preset release) ..."
+  (cd "$SG_REPO" && cmake --preset release >/dev/null &&
+    cmake --build --preset release -j2 --target "$target") >&2 ||
+    sg_die "building $target failed"
+}
+
+# Starts one sgbackend pinned to CPU; waits for its --port-file.
+sg_start_backend() {
+  local id=$1 cpu=$2
+  shift 2
+  sg_ensure_built sgbackend bench/sgbackend
+  local port_file=$SG_TMP/$id.port
+  rm -f "$port_file"
+  taskset -c "$cpu" "$SG_BIN_DIR/bench/sgbackend" --id "$id" --listen 127.0.0.1:0 \
+    --port-file "$port_file" "$@" >"$SG_TMP/$id.log" 2>&1 &
+  SG_LAST_PID=$!
+  sg_track "$SG_LAST_PID"
+  local deadline=$((SECONDS + 10))
+  while [[ ! -s $port_file ]]; do
+    kill -0 "$SG_LAST_PID" 2>/dev/null || { cat "$SG_TMP/$id.log" >&2; sg_die "sgbackend $id exited"; }
+    ((SECONDS > deadline)) && sg_die "sgbackend $id wrote no port file"
+    sleep 0.02
+  done
+  SG_LAST_PORT=$(<"$port_file")
+}
+
+sg_write_haproxy_cfg() {
+  local file=$1 port=$2 maxconn=$3
+  shift 3
+  {
+    cat <<EOF
+global
+  nbthread 1
+  maxconn $maxconn
+  # maxconn reserves two descriptors per connection; when that is above the hard ulimit (the
+  # idle-connection test) start anyway: idle clients leave the server side unused.
+  no strict-limits
+  tune.bufsize 16384
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+  timeout http-request 60s
+frontend web
+  bind 127.0.0.1:$port
+  maxconn $maxconn
+  default_backend pool
+backend pool
+  balance roundrobin
+EOF
+    local i=1 p
+    for p in "$@"; do
+      echo "  server b$i 127.0.0.1:$p"
+      i=$((i + 1))
+    done
+  } >"$file"
+}
+
+sg_write_nginx_conf() {
+  local dir=$1 port=$2 conns=$3
+  shift 3
+  mkdir -p "$dir"
+  # Each proxied connection may use two descriptors; stay within the hard limit.
+  local nofile=$((conns * 2 + 100)) hard
+  hard=$(ulimit -Hn)
+  [[ $hard != unlimited ]] && ((nofile > hard)) && nofile=$hard
+  {
+    cat <<EOF
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile $nofile;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $((nofile - 32)); }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+EOF
+    if (($# == 0)); then
+      # No backends: nginx answers by itself (the reference for sgbackend's own speed).
+      echo "  server { listen 127.0.0.1:$port; location / { return 200 \"b1\\n\"; } }"
+    else
+      echo "  upstream pool {"
+      local p
+      for p in "$@"; do echo "    server 127.0.0.1:$p;"; done
+      cat <<EOF
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://pool;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+EOF
+    fi
+    echo "}"
+  } >"$dir/nginx.conf"
+}
+
+sg_write_scalegate_cfg() {
+  local file=$1 port=$2
+  shift 2
+  {
+    cat <<EOF
+log: { level: warn }
+listeners:
+  - { name: web, protocol: http, listen: 127.0.0.1:$port, routes: [ { path_prefix: /, pool: web } ] }
+pools:
+  web:
+    balance: round_robin
+EOF
+    local members="" i=1 p
+    for p in "$@"; do
+      members+="${members:+, }{ id: b$i, address: 127.0.0.1:$p }"
+      i=$((i + 1))
+    done
+    echo "    members: [ $members ]"
+  } >"$file"
+}
+
+# sg_start_proxy NAME CPU PORT MAXCONN BACKEND_PORT...
+#   NAME: scalegate | haproxy | nginx | nginx-return (nginx answering by itself) |
+#         sgbackend (an sgbackend measured directly; no backends)
+# Pins it to CPU, waits for PORT, and sets SG_PROXY_PIDS to every process whose CPU time
+# counts (nginx: master and worker).
+sg_start_proxy() {
+  local name=$1 cpu=$2 port=$3 maxconn=$4
+  shift 4
+  local dir=$SG_TMP/$name pid
+  mkdir -p "$dir"
+  case $name in
+    haproxy)
+      sg_write_haproxy_cfg "$dir/haproxy.cfg" "$port" "$maxconn" "$@"
+      taskset -c "$cpu" haproxy -db -f "$dir/haproxy.cfg" >"$dir/log" 2>&1 &
+      pid=$!
+      ;;
+    nginx | nginx-return)
+      if [[ $name == nginx ]]; then
+        sg_write_nginx_conf "$dir" "$port" "$maxconn" "$@"
+      else
+        sg_write_nginx_conf "$dir" "$port" "$maxconn"
+      fi
+      taskset -c "$cpu" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/log" 2>&1 &
+      pid=$!
+      ;;
+    scalegate)
+      sg_ensure_built scalegate control/scalegate
+      sg_write_scalegate_cfg "$dir/scalegate.yaml" "$port" "$@"
+      taskset -c "$cpu" "$SG_BIN_DIR/control/scalegate" --config "$dir/scalegate.yaml" \
+        --workers 1 >"$dir/log" 2>&1 &
+      pid=$!
+      ;;
+    sgbackend)
+      sg_ensure_built sgbackend bench/sgbackend
+      taskset -c "$cpu" "$SG_BIN_DIR/bench/sgbackend" --id b1 --listen "127.0.0.1:$port" \
+        --quiet >"$dir/log" 2>&1 &
+      pid=$!
+      ;;
+    *) sg_die "unknown proxy '$name'" ;;
+  esac
+  sg_track "$pid"
+  if ! sg_wait_port "$port" 15; then
+    cat "$dir/log" >&2
+    sg_die "$name did not start"
+  fi
+  SG_PROXY_PIDS=("$pid")
+  if [[ $name == nginx* ]]; then
+    local child
+    for child in $(pgrep -P "$pid"); do SG_PROXY_PIDS+=("$child"); done
+  fi
+}
+
+sg_stop_proxy() {
+  local pid
+  for pid in "${SG_PROXY_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  local deadline=$((SECONDS + 5))
+  for pid in "${SG_PROXY_PIDS[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  done
+  SG_PROXY_PIDS=()
+  return 0
+}
+
+# utime + stime (fields 14 and 15 of /proc/PID/stat; the comm field may hold spaces, so
+# split after its closing parenthesis), summed over the pids, in microseconds.
+sg_cpu_us() {
+  local tck total=0 pid stat rest
+  tck=$(getconf CLK_TCK)
+  for pid in "$@"; do
+    stat=$(<"/proc/$pid/stat") || continue
+    rest=${stat##*) }
+    read -r -a f <<<"$rest"
+    # rest starts at field 3 (state), so utime/stime (14/15) are f[11]/f[12].
+    total=$((total + f[11] + f[12]))
+  done
+  echo $((total * 1000000 / tck))
+}
+
+sg_rss_kb() {
+  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
