@@ -1,0 +1,1329 @@
+#include "config/loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <unordered_map>
+
+#include "common/units.h"
+
+// The loader walks the YAML tree by hand instead of using yaml-cpp's as<T>() so that every
+// value gets a precise "file:line: key: what is wrong" message, unknown keys are caught at every
+// level, and all problems in a file are reported in one pass. yaml-cpp throws; every call into
+// it happens below loadConfigText's try block, so no exception leaves this file.
+
+namespace scalegate::config {
+namespace {
+
+// More errors than this are noise: the file is probably not a scalegate config at all.
+constexpr size_t kMaxErrors = 200;
+
+constexpr uint32_t kMaxWorkers = 256;
+constexpr uint64_t kMinHeaderBytes = 1024;
+constexpr uint64_t kMaxHeaderBytes = 1024 * 1024;
+constexpr uint64_t kMinUriBytes = 256;
+constexpr uint32_t kMaxHeaders = 256;
+constexpr uint32_t kMinMaglevTableSize = 251;
+constexpr uint32_t kMaxMaglevTableSize = 1000003;
+constexpr uint32_t kMaxIdlePerMember = 100000;
+constexpr uint32_t kMaxRetries = 5;
+constexpr uint32_t kMaxRiseFall = 100;
+constexpr uint32_t kMaxFaultDomain = 255;
+constexpr uint32_t kMaxWeight = 1000000;
+constexpr uint32_t kMaxCapacity = 1000;
+constexpr char kDefaultAdminListen[] = "127.0.0.1:9900";
+
+template <typename E>
+struct EnumName {
+  std::string_view name;
+  E value;
+};
+
+constexpr EnumName<LogLevel> kLogLevels[] = {{"debug", LogLevel::kDebug},
+                                             {"info", LogLevel::kInfo},
+                                             {"warn", LogLevel::kWarn},
+                                             {"error", LogLevel::kError}};
+constexpr EnumName<LogFormat> kLogFormats[] = {{"text", LogFormat::kText},
+                                               {"json", LogFormat::kJson}};
+constexpr EnumName<ListenerProtocol> kProtocols[] = {{"http", ListenerProtocol::kHttp},
+                                                     {"tcp", ListenerProtocol::kTcp},
+                                                     {"l4", ListenerProtocol::kL4}};
+constexpr EnumName<L4Mode> kL4Modes[] = {{"nat", L4Mode::kNat}, {"dsr", L4Mode::kDsr}};
+constexpr EnumName<PoolMode> kPoolModes[] = {{"uniform", PoolMode::kUniform},
+                                             {"flexible", PoolMode::kFlexible}};
+constexpr EnumName<BalanceAlgorithm> kBalances[] = {
+    {"round_robin", BalanceAlgorithm::kRoundRobin},
+    {"least_request", BalanceAlgorithm::kLeastRequest},
+    {"random", BalanceAlgorithm::kRandom},
+    {"maglev", BalanceAlgorithm::kMaglev},
+    {"ring_hash", BalanceAlgorithm::kRingHash}};
+constexpr EnumName<HashSource> kHashSources[] = {{"client_ip", HashSource::kClientIp},
+                                                 {"header", HashSource::kHeader},
+                                                 {"cookie", HashSource::kCookie}};
+constexpr EnumName<HealthCheckType> kHealthTypes[] = {{"tcp", HealthCheckType::kTcp},
+                                                      {"http", HealthCheckType::kHttp},
+                                                      {"https", HealthCheckType::kHttps}};
+constexpr EnumName<bool> kInitialStates[] = {{"healthy", true}, {"unhealthy", false}};
+constexpr EnumName<MetricStatistic> kStatistics[] = {{"avg", MetricStatistic::kAvg},
+                                                     {"min", MetricStatistic::kMin},
+                                                     {"max", MetricStatistic::kMax},
+                                                     {"sum", MetricStatistic::kSum}};
+constexpr EnumName<TimeAggregation> kAggregations[] = {{"avg", TimeAggregation::kAvg},
+                                                       {"min", TimeAggregation::kMin},
+                                                       {"max", TimeAggregation::kMax},
+                                                       {"total", TimeAggregation::kTotal},
+                                                       {"last", TimeAggregation::kLast}};
+constexpr EnumName<CompareOp> kCompareOps[] = {{">", CompareOp::kGt},
+                                               {">=", CompareOp::kGe},
+                                               {"<", CompareOp::kLt},
+                                               {"<=", CompareOp::kLe}};
+constexpr EnumName<RepairAction> kRepairActions[] = {{"replace", RepairAction::kReplace},
+                                                     {"restart", RepairAction::kRestart},
+                                                     {"reimage", RepairAction::kReimage}};
+constexpr EnumName<ScaleInPolicy> kScaleInPolicies[] = {{"default", ScaleInPolicy::kDefault},
+                                                        {"newest", ScaleInPolicy::kNewest},
+                                                        {"oldest", ScaleInPolicy::kOldest}};
+constexpr EnumName<IpProto> kIpProtos[] = {{"tcp", IpProto::kTcp}, {"udp", IpProto::kUdp}};
+
+constexpr EnumName<ScaleAction::Kind> kScaleActions[] = {
+    {"increase", ScaleAction::Kind::kIncrease},
+    {"decrease", ScaleAction::Kind::kDecrease},
+    {"increase_percent", ScaleAction::Kind::kIncreasePercent},
+    {"decrease_percent", ScaleAction::Kind::kDecreasePercent},
+    {"set", ScaleAction::Kind::kSetCount}};
+
+// A value quoted for an error message; control bytes are escaped so a message stays one line.
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool isNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '-';
+}
+
+bool isValidName(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), isNameChar);
+}
+
+// RFC 9110 token: what a header or cookie name may be made of.
+bool isTokenChar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
+}
+
+bool isValidToken(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), isTokenChar);
+}
+
+bool hasSpaceOrControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c <= 0x20 || c == 0x7F;
+  });
+}
+
+// "example.com", "*.example.com", "10.0.0.1": what a route may match the Host header against.
+bool isValidRouteHost(std::string_view s) {
+  if (s.substr(0, 2) == "*.") s.remove_prefix(2);
+  if (s.empty() || s.front() == '.' || s.back() == '.' || s.find("..") != std::string_view::npos) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.';
+  });
+}
+
+bool isPrime(uint32_t n) {
+  if (n < 2) return false;
+  for (uint32_t d = 2; static_cast<uint64_t>(d) * d <= n; ++d) {
+    if (n % d == 0) return false;
+  }
+  return true;
+}
+
+bool isWildcard(const SocketAddress& a) {
+  std::string ip = a.ipString();
+  return ip == "0.0.0.0" || ip == "::";
+}
+
+std::string formatSize(uint64_t bytes) {
+  if (bytes != 0 && bytes % (1024 * 1024) == 0) return std::to_string(bytes >> 20) + "M";
+  if (bytes != 0 && bytes % 1024 == 0) return std::to_string(bytes >> 10) + "k";
+  return std::to_string(bytes);
+}
+
+template <typename E, size_t N>
+std::string enumChoices(const EnumName<E> (&table)[N]) {
+  std::string out;
+  for (size_t i = 0; i < N; ++i) {
+    if (i != 0) out += ", ";
+    out += table[i].name;
+  }
+  return out;
+}
+
+template <typename E, size_t N>
+std::string_view enumName(const EnumName<E> (&table)[N], E value) {
+  for (const auto& e : table) {
+    if (e.value == value) return e.name;
+  }
+  return "?";
+}
+
+int lineOf(const YAML::Node& n) {
+  YAML::Mark m = n.Mark();
+  return m.line >= 0 ? m.line + 1 : 0;
+}
+
+const char* kindOf(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "a single value";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "an undefined node";
+}
+
+// One value in the tree and where it sits: its dotted path and its line.
+struct Entry {
+  YAML::Node value;
+  std::string path;  // "pools.web.health.interval", "listeners[0].routes[1]"
+  std::string key;   // last component of the path (map key); "" for list items
+  int line = 0;      // of the value; the key's line when the value has no position
+  int key_line = 0;  // of the key (or the list item): where "missing x" errors point
+};
+
+// The known keys of one map, in file order.
+struct Fields {
+  bool ok = false;  // false when the value was not a map (already reported)
+  std::vector<Entry> entries;
+  const Entry* get(std::string_view key) const {
+    for (const auto& e : entries) {
+      if (e.key == key) return &e;
+    }
+    return nullptr;
+  }
+  bool has(std::string_view key) const { return get(key) != nullptr; }
+};
+
+std::string childPath(const std::string& parent, std::string_view key) {
+  if (parent.empty()) return std::string(key);
+  return parent + "." + std::string(key);
+}
+
+// A pool name referenced from a listener, resolved once all pools are known.
+struct PoolRef {
+  std::string pool;
+  std::string path;
+  int line;
+};
+
+class Loader {
+ public:
+  explicit Loader(std::string file) : file_(std::move(file)) {}
+
+  void load(const YAML::Node& root, Config* config);
+  void error(int line, const std::string& key, std::string message);
+  std::vector<ConfigError> takeErrors();
+
+ private:
+  // Structure.
+  Fields fieldsOf(const Entry& e, std::initializer_list<std::string_view> allowed,
+                  bool any_key = false);
+  std::vector<Entry> itemsOf(const Entry& e, std::string_view what);
+  void missing(const Entry& parent, std::string_view key, std::string_view why = {});
+  void notUsed(const Fields& f, std::string_view key, const std::string& why);
+
+  // Scalars.
+  bool readScalar(const Entry& e, std::string_view what, std::string* out);
+  bool readString(const Entry& e, std::string* out) { return readScalar(e, "a string", out); }
+  bool readName(const Entry& e, std::string* out);
+  bool readInt(const Entry& e, int64_t lo, int64_t hi, int64_t* out);
+  bool readUint32(const Entry& e, uint32_t lo, uint32_t hi, uint32_t* out);
+  bool readDouble(const Entry& e, double* out);
+  bool readBool(const Entry& e, bool* out);
+  bool readDuration(const Entry& e, bool allow_zero, Duration* out);
+  bool readSize(const Entry& e, uint64_t lo, uint64_t hi, uint64_t* out);
+  bool readAddress(const Entry& e, SocketAddress* out);
+  template <typename E, size_t N>
+  bool readEnum(const Entry& e, const EnumName<E> (&table)[N], E* out);
+
+  // Sections.
+  void loadAdmin(const Entry& e, AdminConfig* out);
+  void loadLog(const Entry& e, LogConfig* out);
+  void loadListener(const Entry& e, Listener* out);
+  void loadRoute(const Entry& e, Route* out);
+  void loadLimits(const Entry& e, HttpLimits* out);
+  void loadTimeouts(const Entry& e, HttpTimeouts* out);
+  void loadVip(const Entry& e, Listener* out);
+  void loadPool(const Entry& e, Pool* out);
+  void loadHash(const Entry& e, HashKey* out);
+  void loadUpstream(const Entry& e, UpstreamSettings* out);
+  void loadHealth(const Entry& e, HealthCheck* out);
+  void loadExpect(const Entry& e, std::vector<StatusRange>* out);
+  void loadMember(const Entry& e, Member* out);
+  void loadAutoscale(const Entry& e, AutoscaleConfig* out);
+  void loadScaleRule(const Entry& e, const AutoscaleConfig& autoscale, ScaleRule* out);
+  void loadScaleAction(const Entry& e, const AutoscaleConfig& autoscale, ScaleAction* out);
+  void checkListeners(const Config& config);
+
+  void error(const Entry& e, std::string message) { error(e.line, e.path, std::move(message)); }
+  SourceLocation where(const Entry& e) const { return SourceLocation{file_, e.key_line}; }
+
+  std::string file_;
+  std::vector<ConfigError> errors_;
+  bool truncated_ = false;
+  std::vector<PoolRef> pool_refs_;
+  // Lines of listen/vip keys, parallel to Config::listeners, for duplicate-address errors.
+  std::vector<int> listen_lines_;
+};
+
+void Loader::error(int line, const std::string& key, std::string message) {
+  if (errors_.size() >= kMaxErrors) {
+    truncated_ = true;
+    return;
+  }
+  errors_.push_back(ConfigError{file_, line, key, std::move(message)});
+}
+
+std::vector<ConfigError> Loader::takeErrors() {
+  std::stable_sort(errors_.begin(), errors_.end(),
+                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+  if (truncated_) {
+    errors_.push_back(ConfigError{file_, 0, "", "too many errors; stopped after " +
+                                                    std::to_string(kMaxErrors)});
+  }
+  return std::move(errors_);
+}
+
+Fields Loader::fieldsOf(const Entry& e, std::initializer_list<std::string_view> allowed,
+                        bool any_key) {
+  Fields f;
+  if (e.value.IsNull()) {  // "health:" with nothing under it: all defaults
+    f.ok = true;
+    return f;
+  }
+  if (!e.value.IsMap()) {
+    error(e, std::string("expected a map, got ") + kindOf(e.value));
+    return f;
+  }
+  f.ok = true;
+  std::unordered_map<std::string, int> seen;
+  for (auto it = e.value.begin(); it != e.value.end(); ++it) {
+    const YAML::Node key_node = it->first;
+    const YAML::Node value = it->second;
+    int key_line = lineOf(key_node);
+    if (key_line == 0) key_line = e.line;
+    if (!key_node.IsScalar()) {
+      error(key_line, e.path, std::string("keys must be plain names, got ") + kindOf(key_node));
+      continue;
+    }
+    const std::string key = key_node.Scalar();
+    // Entries copy-construct their Node: assigning to a yaml-cpp Node would rewrite the tree.
+    Entry child{value, childPath(e.path, key), key, lineOf(value), key_line};
+    if (child.line == 0) child.line = key_line;
+    auto [prev, inserted] = seen.emplace(key, key_line);
+    if (!inserted) {
+      error(key_line, child.path,
+            "duplicate key " + quoted(key) + " (first at line " + std::to_string(prev->second) +
+                ")");
+      continue;
+    }
+    if (!any_key && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      std::string list;
+      for (std::string_view a : allowed) {
+        if (!list.empty()) list += ", ";
+        list += a;
+      }
+      error(key_line, child.path, "unknown key " + quoted(key) + " (allowed: " + list + ")");
+      continue;
+    }
+    f.entries.push_back(std::move(child));
+  }
+  return f;
+}
+
+std::vector<Entry> Loader::itemsOf(const Entry& e, std::string_view what) {
+  std::vector<Entry> items;
+  if (e.value.IsNull()) return items;
+  if (!e.value.IsSequence()) {
+    error(e, "expected a list of " + std::string(what) + ", got " + kindOf(e.value));
+    return items;
+  }
+  size_t i = 0;
+  for (auto it = e.value.begin(); it != e.value.end(); ++it, ++i) {
+    const YAML::Node node = *it;
+    Entry item{node, e.path + "[" + std::to_string(i) + "]", "", lineOf(node), 0};
+    if (item.line == 0) item.line = e.line;
+    item.key_line = item.line;
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+void Loader::missing(const Entry& parent, std::string_view key, std::string_view why) {
+  std::string message = "missing required key " + quoted(key);
+  if (!why.empty()) {
+    message += " (";
+    message += why;
+    message += ")";
+  }
+  error(parent.key_line, childPath(parent.path, key), std::move(message));
+}
+
+void Loader::notUsed(const Fields& f, std::string_view key, const std::string& why) {
+  if (const Entry* e = f.get(key)) error(e->key_line, e->path, "not used " + why);
+}
+
+bool Loader::readScalar(const Entry& e, std::string_view what, std::string* out) {
+  if (e.value.IsScalar()) {
+    *out = e.value.Scalar();
+    return true;
+  }
+  if (e.value.IsNull()) {
+    error(e, "missing value (expected " + std::string(what) + ")");
+  } else {
+    error(e, "expected " + std::string(what) + ", got " + kindOf(e.value));
+  }
+  return false;
+}
+
+bool Loader::readName(const Entry& e, std::string* out) {
+  std::string s;
+  if (!readScalar(e, "a name", &s)) return false;
+  if (!isValidName(s)) {
+    error(e, "bad name " + quoted(s) + ": use letters, digits, '_', '.' and '-'");
+    return false;
+  }
+  *out = std::move(s);
+  return true;
+}
+
+bool Loader::readInt(const Entry& e, int64_t lo, int64_t hi, int64_t* out) {
+  std::string s;
+  std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+  if (!readScalar(e, "a whole number in " + range, &s)) return false;
+  int64_t v = 0;
+  const char* first = s.data();
+  const char* last = s.data() + s.size();
+  if (first != last && *first == '+') ++first;
+  auto [ptr, ec] = std::from_chars(first, last, v);
+  if (ec == std::errc::result_out_of_range) {
+    error(e, s + " is out of range (" + range + ")");
+    return false;
+  }
+  if (ec != std::errc() || ptr != last || first == last) {
+    error(e, "expected a whole number in " + range + ", got " + quoted(s));
+    return false;
+  }
+  if (v < lo || v > hi) {
+    error(e, s + " is out of range (" + range + ")");
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+bool Loader::readUint32(const Entry& e, uint32_t lo, uint32_t hi, uint32_t* out) {
+  int64_t v = 0;
+  if (!readInt(e, lo, hi, &v)) return false;
+  *out = static_cast<uint32_t>(v);
+  return true;
+}
+
+bool Loader::readDouble(const Entry& e, double* out) {
+  std::string s;
+  if (!readScalar(e, "a number", &s)) return false;
+  double v = 0;
+  const char* first = s.data();
+  const char* last = s.data() + s.size();
+  if (first != last && *first == '+') ++first;
+  auto [ptr, ec] = std::from_chars(first, last, v);
+  if (ec != std::errc() || ptr != last || first == last || !std::isfinite(v)) {
+    error(e, "expected a number, got " + quoted(s));
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+bool Loader::readBool(const Entry& e, bool* out) {
+  std::string s;
+  if (!readScalar(e, "true or false", &s)) return false;
+  std::string l = toLower(s);
+  if (l == "true" || l == "yes" || l == "on") {
+    *out = true;
+  } else if (l == "false" || l == "no" || l == "off") {
+    *out = false;
+  } else {
+    error(e, "expected true or false, got " + quoted(s));
+    return false;
+  }
+  return true;
+}
+
+bool Loader::readDuration(const Entry& e, bool allow_zero, Duration* out) {
+  std::string s;
+  if (!readScalar(e, "a duration such as 5s", &s)) return false;
+  auto d = parseDuration(s);
+  if (!d.isOk()) {
+    error(e, d.status().message());
+    return false;
+  }
+  if (!allow_zero && d->count() == 0) {
+    error(e, "must be greater than 0, got " + quoted(s));
+    return false;
+  }
+  *out = *d;
+  return true;
+}
+
+bool Loader::readSize(const Entry& e, uint64_t lo, uint64_t hi, uint64_t* out) {
+  std::string s;
+  if (!readScalar(e, "a size such as 16k", &s)) return false;
+  auto v = parseSize(s);
+  if (!v.isOk()) {
+    error(e, v.status().message());
+    return false;
+  }
+  if (*v < lo || *v > hi) {
+    error(e, s + " is out of range (" + formatSize(lo) + ".." + formatSize(hi) + ")");
+    return false;
+  }
+  *out = *v;
+  return true;
+}
+
+bool Loader::readAddress(const Entry& e, SocketAddress* out) {
+  std::string s;
+  if (!readScalar(e, "an address such as 127.0.0.1:8080", &s)) return false;
+  auto a = SocketAddress::parse(s);
+  if (!a.isOk()) {
+    error(e, a.status().message());
+    return false;
+  }
+  *out = *a;
+  return true;
+}
+
+template <typename E, size_t N>
+bool Loader::readEnum(const Entry& e, const EnumName<E> (&table)[N], E* out) {
+  std::string s;
+  if (!readScalar(e, "one of: " + enumChoices(table), &s)) return false;
+  for (const auto& item : table) {
+    if (item.name == s) {
+      *out = item.value;
+      return true;
+    }
+  }
+  error(e, "invalid value " + quoted(s) + " (expected one of: " + enumChoices(table) + ")");
+  return false;
+}
+
+void Loader::load(const YAML::Node& root, Config* config) {
+  if (root.IsNull()) {
+    error(1, "listeners", "no listeners: the file is empty");
+    return;
+  }
+  Entry top{root, "", "", lineOf(root), lineOf(root)};
+  if (top.line == 0) top.line = top.key_line = 1;
+  if (!root.IsMap()) {
+    error(top.line, "", std::string("expected a map of settings at the top level, got ") +
+                            kindOf(root));
+    return;
+  }
+  Fields f = fieldsOf(top, {"admin", "log", "workers", "drain_timeout", "listeners", "pools"});
+  if (const Entry* e = f.get("admin")) loadAdmin(*e, &config->admin);
+  if (const Entry* e = f.get("log")) loadLog(*e, &config->log);
+  if (const Entry* e = f.get("workers")) readUint32(*e, 0, kMaxWorkers, &config->workers);
+  if (const Entry* e = f.get("drain_timeout")) readDuration(*e, true, &config->drain_timeout);
+
+  if (const Entry* e = f.get("pools")) {
+    Fields pools = fieldsOf(*e, {}, /*any_key=*/true);
+    for (const Entry& p : pools.entries) {
+      Pool pool;
+      pool.name = p.key;
+      if (!isValidName(p.key)) {
+        error(p.key_line, p.path,
+              "bad pool name " + quoted(p.key) + ": use letters, digits, '_', '.' and '-'");
+      }
+      loadPool(p, &pool);
+      config->pools[p.key] = std::move(pool);
+    }
+  }
+
+  const Entry* listeners = f.get("listeners");
+  std::vector<Entry> items;
+  if (listeners != nullptr) items = itemsOf(*listeners, "listeners");
+  if (items.empty()) {
+    // Only when "listeners" is absent, empty or null; a wrong type was reported by itemsOf.
+    if (listeners == nullptr || listeners->value.IsNull() || listeners->value.IsSequence()) {
+      int line = listeners != nullptr ? listeners->key_line : top.line;
+      error(line, "listeners", "no listeners: add at least one under \"listeners:\"");
+    }
+  }
+  for (const Entry& item : items) {
+    Listener listener;
+    listen_lines_.push_back(item.line);
+    loadListener(item, &listener);
+    config->listeners.push_back(std::move(listener));
+  }
+  checkListeners(*config);
+}
+
+void Loader::loadAdmin(const Entry& e, AdminConfig* out) {
+  Fields f = fieldsOf(e, {"listen", "token_file"});
+  if (const Entry* x = f.get("listen")) readAddress(*x, &out->listen);
+  if (const Entry* x = f.get("token_file")) readString(*x, &out->token_file);
+}
+
+void Loader::loadLog(const Entry& e, LogConfig* out) {
+  Fields f = fieldsOf(e, {"level", "format"});
+  if (const Entry* x = f.get("level")) readEnum(*x, kLogLevels, &out->level);
+  if (const Entry* x = f.get("format")) readEnum(*x, kLogFormats, &out->format);
+}
+
+void Loader::loadListener(const Entry& e, Listener* out) {
+  out->where = where(e);
+  Fields f = fieldsOf(e, {"name", "protocol", "listen", "routes", "pool", "vip", "mode", "limits",
+                          "timeouts", "forwarded_headers", "request_id_header"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("name")) {
+    readName(*x, &out->name);
+  } else {
+    missing(e, "name", "every listener needs a unique name");
+  }
+  if (const Entry* x = f.get("protocol")) readEnum(*x, kProtocols, &out->protocol);
+  const std::string proto(enumName(kProtocols, out->protocol));
+  const std::string by_proto = "by protocol " + proto + " listeners";
+
+  if (out->protocol == ListenerProtocol::kL4) {
+    notUsed(f, "listen", by_proto + " (they receive traffic on their vip)");
+    if (const Entry* x = f.get("vip")) {
+      loadVip(*x, out);
+    } else {
+      missing(e, "vip", "an l4 listener needs a virtual IP such as 10.0.0.10:80/tcp");
+    }
+    if (const Entry* x = f.get("mode")) readEnum(*x, kL4Modes, &out->mode);
+  } else {
+    if (const Entry* x = f.get("listen")) {
+      readAddress(*x, &out->listen);
+    } else {
+      missing(e, "listen", "the address to accept connections on, such as 0.0.0.0:8080");
+    }
+    notUsed(f, "vip", by_proto + " (only by l4)");
+    notUsed(f, "mode", by_proto + " (only by l4)");
+  }
+
+  if (out->protocol == ListenerProtocol::kHttp) {
+    notUsed(f, "pool", by_proto + " (http listeners choose a pool per route)");
+    if (const Entry* x = f.get("routes")) {
+      std::vector<Entry> routes = itemsOf(*x, "routes");
+      if (routes.empty() && (x->value.IsNull() || x->value.IsSequence())) {
+        error(*x, "an http listener needs at least one route");
+      }
+      for (const Entry& r : routes) {
+        Route route;
+        loadRoute(r, &route);
+        out->routes.push_back(std::move(route));
+      }
+    } else {
+      missing(e, "routes", "an http listener needs at least one route");
+    }
+    if (const Entry* x = f.get("limits")) loadLimits(*x, &out->limits);
+    if (const Entry* x = f.get("timeouts")) loadTimeouts(*x, &out->timeouts);
+    if (const Entry* x = f.get("forwarded_headers")) readBool(*x, &out->xff);
+    if (const Entry* x = f.get("request_id_header")) {
+      std::string name;
+      if (readString(*x, &name)) {
+        if (!name.empty() && !isValidToken(name)) {
+          error(*x, "bad header name " + quoted(name) + " (use \"\" to disable)");
+        } else {
+          out->request_id_header = toLower(name);
+        }
+      }
+    }
+  } else {
+    notUsed(f, "routes", by_proto + " (they forward to one pool: set pool)");
+    for (const char* key : {"limits", "timeouts", "forwarded_headers", "request_id_header"}) {
+      notUsed(f, key, by_proto + " (only by http)");
+    }
+    if (const Entry* x = f.get("pool")) {
+      if (readString(*x, &out->pool)) pool_refs_.push_back({out->pool, x->path, x->line});
+    } else {
+      missing(e, "pool", "a " + proto + " listener forwards to one pool");
+    }
+  }
+}
+
+void Loader::loadRoute(const Entry& e, Route* out) {
+  out->where = where(e);
+  Fields f = fieldsOf(e, {"host", "path_prefix", "pool"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("host")) {
+    std::string host;
+    if (readString(*x, &host)) {
+      if (!host.empty() && !isValidRouteHost(host)) {
+        error(*x, "bad host " + quoted(host) +
+                      ": expected a host name such as example.com or *.example.com");
+      } else {
+        out->host = toLower(host);
+      }
+    }
+  }
+  if (const Entry* x = f.get("path_prefix")) {
+    std::string prefix;
+    if (readString(*x, &prefix)) {
+      if (prefix.empty() || prefix.front() != '/') {
+        error(*x, "bad path_prefix " + quoted(prefix) + ": must start with /");
+      } else if (hasSpaceOrControl(prefix) || prefix.find_first_of("?#") != std::string::npos) {
+        error(*x, "bad path_prefix " + quoted(prefix) + ": no spaces, '?' or '#'");
+      } else {
+        out->path_prefix = prefix;
+      }
+    }
+  }
+  if (const Entry* x = f.get("pool")) {
+    if (readString(*x, &out->pool)) pool_refs_.push_back({out->pool, x->path, x->line});
+  } else {
+    missing(e, "pool", "the pool this route sends requests to");
+  }
+}
+
+void Loader::loadLimits(const Entry& e, HttpLimits* out) {
+  Fields f = fieldsOf(e, {"max_request_header_bytes", "max_headers", "max_uri_bytes",
+                          "max_request_body_bytes"});
+  if (const Entry* x = f.get("max_request_header_bytes")) {
+    readSize(*x, kMinHeaderBytes, kMaxHeaderBytes, &out->max_request_header_bytes);
+  }
+  if (const Entry* x = f.get("max_headers")) readUint32(*x, 1, kMaxHeaders, &out->max_headers);
+  if (const Entry* x = f.get("max_uri_bytes")) {
+    readSize(*x, kMinUriBytes, kMaxHeaderBytes, &out->max_uri_bytes);
+  }
+  if (const Entry* x = f.get("max_request_body_bytes")) {
+    readSize(*x, 0, UINT64_MAX, &out->max_request_body_bytes);
+  }
+  if (out->max_uri_bytes > out->max_request_header_bytes) {
+    const Entry* x = f.get("max_uri_bytes");
+    if (x == nullptr) x = f.get("max_request_header_bytes");
+    const Entry& at = x != nullptr ? *x : e;
+    error(at.line, e.path + ".max_uri_bytes",
+          "max_uri_bytes (" + formatSize(out->max_uri_bytes) +
+              ") must not exceed max_request_header_bytes (" +
+              formatSize(out->max_request_header_bytes) + ")");
+  }
+}
+
+void Loader::loadTimeouts(const Entry& e, HttpTimeouts* out) {
+  Fields f = fieldsOf(e, {"request_header", "idle", "request"});
+  if (const Entry* x = f.get("request_header")) readDuration(*x, false, &out->request_header);
+  if (const Entry* x = f.get("idle")) readDuration(*x, false, &out->idle);
+  if (const Entry* x = f.get("request")) readDuration(*x, false, &out->request);
+}
+
+// "10.0.0.10:80/tcp", "[2001:db8::10]:53/udp"; the protocol defaults to tcp.
+void Loader::loadVip(const Entry& e, Listener* out) {
+  std::string s;
+  if (!readScalar(e, "a VIP such as 10.0.0.10:80/tcp", &s)) return;
+  std::string_view text = s;
+  size_t slash = text.rfind('/');
+  if (slash != std::string_view::npos) {
+    std::string_view proto = text.substr(slash + 1);
+    bool found = false;
+    for (const auto& p : kIpProtos) {
+      if (p.name == proto) {
+        out->vip_proto = p.value;
+        found = true;
+      }
+    }
+    if (!found) {
+      error(e, "bad vip " + quoted(s) + ": unknown protocol " + quoted(proto) +
+                   " (expected tcp or udp)");
+      return;
+    }
+    text = text.substr(0, slash);
+  }
+  auto a = SocketAddress::parse(text);
+  if (!a.isOk()) {
+    error(e, "bad vip " + quoted(s) + ": " + a.status().message());
+    return;
+  }
+  if (a->port() == 0 || isWildcard(*a)) {
+    error(e, "bad vip " + quoted(s) + ": needs a specific IP address and a port other than 0");
+    return;
+  }
+  out->vip = *a;
+}
+
+void Loader::loadPool(const Entry& e, Pool* out) {
+  out->where = where(e);
+  Fields f = fieldsOf(e, {"mode", "balance", "hash", "maglev_table_size", "slow_start", "upstream",
+                          "health", "members", "autoscale"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("mode")) readEnum(*x, kPoolModes, &out->mode);
+  if (const Entry* x = f.get("balance")) readEnum(*x, kBalances, &out->balance);
+  if (const Entry* x = f.get("hash")) {
+    loadHash(*x, &out->hash);
+    if (out->balance != BalanceAlgorithm::kMaglev && out->balance != BalanceAlgorithm::kRingHash) {
+      error(x->key_line, x->path,
+            "not used by balance " + std::string(balanceName(out->balance)) +
+                " (only by maglev and ring_hash)");
+    }
+  }
+  if (const Entry* x = f.get("maglev_table_size")) {
+    uint32_t size = 0;
+    if (readUint32(*x, kMinMaglevTableSize, kMaxMaglevTableSize, &size)) {
+      if (!isPrime(size)) {
+        error(*x, std::to_string(size) + " is not a prime number (try 65537 or 251)");
+      } else {
+        out->maglev_table_size = size;
+      }
+    }
+  }
+  if (const Entry* x = f.get("slow_start")) readDuration(*x, true, &out->slow_start);
+  if (const Entry* x = f.get("upstream")) loadUpstream(*x, &out->upstream);
+  if (const Entry* x = f.get("health")) loadHealth(*x, &out->health);
+  if (const Entry* x = f.get("members")) {
+    std::unordered_map<std::string, int> ids;
+    std::unordered_map<SocketAddress, int, SocketAddressHash> addresses;
+    for (const Entry& m : itemsOf(*x, "members")) {
+      Member member;
+      loadMember(m, &member);
+      if (!member.id.empty()) {
+        auto [it, inserted] = ids.emplace(member.id, m.line);
+        if (!inserted) {
+          error(m.line, m.path + ".id",
+                "duplicate member id " + quoted(member.id) + " (first at line " +
+                    std::to_string(it->second) + ")");
+        }
+      }
+      if (member.address.valid()) {
+        auto [it, inserted] = addresses.emplace(member.address, m.line);
+        if (!inserted) {
+          error(m.line, m.path + ".address",
+                "duplicate member address " + member.address.toString() + " (first at line " +
+                    std::to_string(it->second) + ")");
+        }
+      }
+      out->members.push_back(std::move(member));
+    }
+  }
+  if (const Entry* x = f.get("autoscale")) loadAutoscale(*x, &out->autoscale);
+}
+
+void Loader::loadHash(const Entry& e, HashKey* out) {
+  Fields f = fieldsOf(e, {"source", "name"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("source")) readEnum(*x, kHashSources, &out->source);
+  const Entry* name = f.get("name");
+  if (out->source == HashSource::kClientIp) {
+    if (name != nullptr) error(name->key_line, name->path, "not used by source client_ip");
+    return;
+  }
+  const std::string what = out->source == HashSource::kHeader ? "header" : "cookie";
+  if (name == nullptr) {
+    missing(e, "name", "the " + what + " to hash on");
+    return;
+  }
+  std::string s;
+  if (!readString(*name, &s)) return;
+  if (!isValidToken(s)) {
+    error(*name, "bad " + what + " name " + quoted(s));
+    return;
+  }
+  // Header names are case-insensitive, and stored lower-case; cookie names are not.
+  out->name = out->source == HashSource::kHeader ? toLower(s) : s;
+}
+
+void Loader::loadUpstream(const Entry& e, UpstreamSettings* out) {
+  Fields f = fieldsOf(e, {"connect_timeout", "idle_timeout", "max_idle_per_member", "retries"});
+  if (const Entry* x = f.get("connect_timeout")) readDuration(*x, false, &out->connect_timeout);
+  if (const Entry* x = f.get("idle_timeout")) readDuration(*x, false, &out->idle_timeout);
+  if (const Entry* x = f.get("max_idle_per_member")) {
+    readUint32(*x, 0, kMaxIdlePerMember, &out->max_idle_per_member);
+  }
+  if (const Entry* x = f.get("retries")) readUint32(*x, 0, kMaxRetries, &out->retries);
+}
+
+void Loader::loadHealth(const Entry& e, HealthCheck* out) {
+  Fields f = fieldsOf(e, {"type", "path", "host", "expect", "interval", "jitter", "timeout",
+                          "fast_interval", "rise", "fall", "initial_state"});
+  if (!f.ok) return;
+  out->enabled = true;
+  if (const Entry* x = f.get("type")) readEnum(*x, kHealthTypes, &out->type);
+  if (out->type == HealthCheckType::kTcp) {
+    for (const char* key : {"path", "host", "expect"}) {
+      notUsed(f, key, "by type tcp checks (only by http and https)");
+    }
+  } else {
+    if (const Entry* x = f.get("path")) {
+      std::string path;
+      if (readString(*x, &path)) {
+        if (path.empty() || path.front() != '/' || hasSpaceOrControl(path)) {
+          error(*x, "bad path " + quoted(path) + ": must start with / and contain no spaces");
+        } else {
+          out->path = path;
+        }
+      }
+    }
+    if (const Entry* x = f.get("host")) {
+      std::string host;
+      if (readString(*x, &host)) {
+        if (hasSpaceOrControl(host)) {
+          error(*x, "bad host " + quoted(host) + ": no spaces or control characters");
+        } else {
+          out->host = host;
+        }
+      }
+    }
+    if (const Entry* x = f.get("expect")) loadExpect(*x, &out->expect);
+  }
+  if (const Entry* x = f.get("interval")) readDuration(*x, false, &out->interval);
+  if (const Entry* x = f.get("jitter")) readDuration(*x, true, &out->jitter);
+  bool timeout_ok = true;
+  if (const Entry* x = f.get("timeout")) timeout_ok = readDuration(*x, false, &out->timeout);
+  if (const Entry* x = f.get("fast_interval")) readDuration(*x, true, &out->fast_interval);
+  if (const Entry* x = f.get("rise")) readUint32(*x, 1, kMaxRiseFall, &out->rise);
+  if (const Entry* x = f.get("fall")) readUint32(*x, 1, kMaxRiseFall, &out->fall);
+  if (const Entry* x = f.get("initial_state")) {
+    readEnum(*x, kInitialStates, &out->initially_healthy);
+  }
+  if (timeout_ok && out->timeout >= out->interval) {
+    const Entry* x = f.get("timeout");
+    if (x == nullptr) x = f.get("interval");
+    error(x != nullptr ? x->line : e.key_line, e.path + ".timeout",
+          "timeout (" + formatDuration(out->timeout) + ") must be shorter than interval (" +
+              formatDuration(out->interval) + ")");
+  }
+}
+
+// [200, "200-299", "2xx"] or a single such value.
+void Loader::loadExpect(const Entry& e, std::vector<StatusRange>* out) {
+  std::vector<Entry> items;
+  if (e.value.IsScalar()) {
+    items.push_back(e);
+  } else {
+    items = itemsOf(e, "status codes");
+    if (items.empty() && (e.value.IsNull() || e.value.IsSequence())) {
+      error(e, "expected at least one status code or range such as 200-299");
+      return;
+    }
+  }
+  std::vector<StatusRange> ranges;
+  bool all_ok = true;
+  for (const Entry& item : items) {
+    std::string s;
+    if (!readScalar(item, "a status code or range such as 200-299", &s)) {
+      all_ok = false;
+      continue;
+    }
+    int lo = 0;
+    int hi = 0;
+    auto number = [](std::string_view t, int* v) {
+      auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), *v);
+      return ec == std::errc() && ptr == t.data() + t.size() && !t.empty();
+    };
+    size_t dash = s.find('-');
+    bool parsed;
+    if (s.size() == 3 && (s[1] == 'x' || s[1] == 'X') && (s[2] == 'x' || s[2] == 'X') &&
+        s[0] >= '1' && s[0] <= '5') {
+      lo = (s[0] - '0') * 100;
+      hi = lo + 99;
+      parsed = true;
+    } else if (dash == std::string::npos) {
+      parsed = number(s, &lo);
+      hi = lo;
+    } else {
+      parsed = number(std::string_view(s).substr(0, dash), &lo) &&
+               number(std::string_view(s).substr(dash + 1), &hi);
+    }
+    if (!parsed) {
+      error(item, "bad status " + quoted(s) + ": expected a code such as 200, a range such as "
+                                              "200-299, or a class such as 2xx");
+      all_ok = false;
+    } else if (lo < 100 || hi > 599 || lo > hi) {
+      error(item, "bad status " + quoted(s) + ": codes must be within 100..599, low to high");
+      all_ok = false;
+    } else {
+      ranges.push_back({lo, hi});
+    }
+  }
+  if (all_ok) *out = std::move(ranges);
+}
+
+void Loader::loadMember(const Entry& e, Member* out) {
+  out->where = where(e);
+  Fields f = fieldsOf(e, {"id", "address", "zone", "fault_domain", "weight"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("id")) {
+    readName(*x, &out->id);
+  } else {
+    missing(e, "id", "every member needs an id, unique in its pool");
+  }
+  if (const Entry* x = f.get("address")) {
+    SocketAddress a;
+    if (readAddress(*x, &a)) {
+      if (a.port() == 0 || isWildcard(a)) {
+        error(*x, "bad member address " + a.toString() +
+                      ": needs a specific IP address and a port other than 0");
+      } else {
+        out->address = a;
+      }
+    }
+  } else {
+    missing(e, "address", "the member's ip:port, such as 10.0.0.5:8080");
+  }
+  if (const Entry* x = f.get("zone")) readString(*x, &out->zone);
+  if (const Entry* x = f.get("fault_domain")) {
+    readUint32(*x, 0, kMaxFaultDomain, &out->fault_domain);
+  }
+  if (const Entry* x = f.get("weight")) readUint32(*x, 0, kMaxWeight, &out->weight);
+}
+
+void Loader::loadAutoscale(const Entry& e, AutoscaleConfig* out) {
+  Fields f = fieldsOf(e, {"capacity", "scaler", "rules", "target", "repair", "scale_in"});
+  if (!f.ok) return;
+  out->enabled = true;
+  if (const Entry* x = f.get("capacity")) {
+    Fields c = fieldsOf(*x, {"min", "max", "default"});
+    bool ok = c.ok;
+    if (const Entry* y = c.get("min")) ok &= readUint32(*y, 0, kMaxCapacity, &out->min);
+    if (const Entry* y = c.get("max")) ok &= readUint32(*y, 1, kMaxCapacity, &out->max);
+    if (const Entry* y = c.get("default")) {
+      ok &= readUint32(*y, 0, kMaxCapacity, &out->default_capacity);
+    }
+    if (ok && !(out->min <= out->default_capacity && out->default_capacity <= out->max)) {
+      error(x->key_line, x->path,
+            "need min <= default <= max, got min " + std::to_string(out->min) + ", default " +
+                std::to_string(out->default_capacity) + ", max " + std::to_string(out->max));
+    }
+  }
+  if (const Entry* x = f.get("scaler")) {
+    Fields s = fieldsOf(*x, {"url", "secret_file"});
+    if (const Entry* y = s.get("url")) {
+      std::string url;
+      if (readString(*y, &url)) {
+        std::string_view rest = url;
+        bool scheme = false;
+        for (std::string_view prefix : {"http://", "https://"}) {
+          if (rest.substr(0, prefix.size()) == prefix) {
+            rest.remove_prefix(prefix.size());
+            scheme = true;
+            break;
+          }
+        }
+        std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+        std::string_view host;
+        uint16_t port = 0;
+        if (!scheme || hasSpaceOrControl(url) || !splitHostPort(authority, &host, &port)) {
+          error(*y, "bad url " + quoted(url) +
+                        ": expected http:// or https:// and a host, such as "
+                        "http://127.0.0.1:9800/hooks");
+        } else {
+          out->scaler_url = url;
+        }
+      }
+    } else if (s.ok) {
+      missing(*x, "url", "where scale webhooks are sent");
+    }
+    if (const Entry* y = s.get("secret_file")) readString(*y, &out->secret_file);
+  } else {
+    missing(e, "scaler", "autoscale sends its decisions to a scaler: set scaler.url");
+  }
+  if (const Entry* x = f.get("rules")) {
+    for (const Entry& r : itemsOf(*x, "rules")) {
+      ScaleRule rule;
+      loadScaleRule(r, *out, &rule);
+      out->rules.push_back(std::move(rule));
+    }
+  }
+  if (const Entry* x = f.get("target")) {
+    Fields t = fieldsOf(*x, {"metric", "value"});
+    if (t.ok) {
+      std::string metric;
+      double value = 0;
+      bool ok = true;
+      if (const Entry* y = t.get("metric")) {
+        ok &= readName(*y, &metric);
+      } else {
+        missing(*x, "metric", "the metric to hold at value, such as cpu");
+        ok = false;
+      }
+      if (const Entry* y = t.get("value")) {
+        if (readDouble(*y, &value)) {
+          if (value <= 0) {
+            error(*y, "must be greater than 0");
+            ok = false;
+          }
+        } else {
+          ok = false;
+        }
+      } else {
+        missing(*x, "value", "the per-member level to hold the metric at");
+        ok = false;
+      }
+      if (ok) out->target = std::make_pair(metric, value);
+    }
+  }
+  if (const Entry* x = f.get("repair")) {
+    Fields r = fieldsOf(*x, {"grace", "action"});
+    if (r.ok) out->repair_enabled = true;
+    if (const Entry* y = r.get("grace")) readDuration(*y, true, &out->repair_grace);
+    if (const Entry* y = r.get("action")) readEnum(*y, kRepairActions, &out->repair_action);
+  }
+  if (const Entry* x = f.get("scale_in")) {
+    Fields s = fieldsOf(*x, {"policy", "drain"});
+    if (const Entry* y = s.get("policy")) readEnum(*y, kScaleInPolicies, &out->scale_in_policy);
+    if (const Entry* y = s.get("drain")) readDuration(*y, true, &out->scale_in_drain);
+  }
+}
+
+void Loader::loadScaleRule(const Entry& e, const AutoscaleConfig& autoscale, ScaleRule* out) {
+  out->where = where(e);
+  Fields f = fieldsOf(e, {"metric", "statistic", "window", "aggregation", "op", "threshold",
+                          "action", "cooldown"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("metric")) {
+    readName(*x, &out->metric);
+  } else {
+    missing(e, "metric", "the metric this rule watches, such as cpu");
+  }
+  if (const Entry* x = f.get("statistic")) readEnum(*x, kStatistics, &out->statistic);
+  if (const Entry* x = f.get("window")) readDuration(*x, false, &out->window);
+  if (const Entry* x = f.get("aggregation")) readEnum(*x, kAggregations, &out->aggregation);
+  if (const Entry* x = f.get("op")) {
+    readEnum(*x, kCompareOps, &out->op);
+  } else {
+    missing(e, "op", "one of \">\", \">=\", \"<\", \"<=\"");
+  }
+  if (const Entry* x = f.get("threshold")) {
+    readDouble(*x, &out->threshold);
+  } else {
+    missing(e, "threshold", "the value the metric is compared with");
+  }
+  if (const Entry* x = f.get("action")) {
+    loadScaleAction(*x, autoscale, &out->action);
+  } else {
+    missing(e, "action", "such as {increase: 2}");
+  }
+  if (const Entry* x = f.get("cooldown")) readDuration(*x, true, &out->cooldown);
+}
+
+void Loader::loadScaleAction(const Entry& e, const AutoscaleConfig& autoscale,
+                             ScaleAction* out) {
+  Fields f = fieldsOf(e, {"increase", "decrease", "increase_percent", "decrease_percent", "set"});
+  if (!f.ok) return;
+  if (f.entries.size() != 1) {
+    error(e.key_line, e.path,
+          "expected exactly one of: " + enumChoices(kScaleActions) + " (got " +
+              std::to_string(f.entries.size()) + ")");
+    return;
+  }
+  const Entry& x = f.entries.front();
+  ScaleAction::Kind kind = ScaleAction::Kind::kIncrease;
+  for (const auto& k : kScaleActions) {
+    if (k.name == x.key) kind = k.value;
+  }
+  uint32_t lo = 1;
+  uint32_t hi = kMaxCapacity;
+  if (kind == ScaleAction::Kind::kDecreasePercent) hi = 100;
+  if (kind == ScaleAction::Kind::kSetCount) {
+    lo = autoscale.min;
+    hi = autoscale.max;
+  }
+  uint32_t value = 0;
+  if (!readUint32(x, lo, hi, &value)) return;
+  out->kind = kind;
+  out->value = value;
+}
+
+// Names, listen addresses and pool references across listeners: needs every listener and pool.
+void Loader::checkListeners(const Config& config) {
+  std::unordered_map<std::string, int> names;
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const Listener& l = config.listeners[i];
+    const std::string path = "listeners[" + std::to_string(i) + "]";
+    if (!l.name.empty()) {
+      auto [it, inserted] = names.emplace(l.name, l.where.line);
+      if (!inserted) {
+        error(l.where.line, path + ".name",
+              "duplicate listener name " + quoted(l.name) + " (first at line " +
+                  std::to_string(it->second) + ")");
+      }
+    }
+    if (l.listen.valid()) {
+      if (l.listen == config.admin.listen) {
+        error(listen_lines_[i], path + ".listen",
+              "listen address " + l.listen.toString() + " is also admin.listen");
+      }
+      for (size_t j = 0; j < i && l.listen.port() != 0; ++j) {
+        const SocketAddress& other = config.listeners[j].listen;
+        if (!other.valid() || other.port() != l.listen.port() ||
+            other.family() != l.listen.family()) {
+          continue;
+        }
+        if (other == l.listen || isWildcard(other) || isWildcard(l.listen)) {
+          error(listen_lines_[i], path + ".listen",
+                "listen address " + l.listen.toString() + " conflicts with listeners[" +
+                    std::to_string(j) + "] (" + other.toString() + ")");
+          break;
+        }
+      }
+    }
+    if (l.vip.valid()) {
+      for (size_t j = 0; j < i; ++j) {
+        const Listener& other = config.listeners[j];
+        if (other.vip.valid() && other.vip == l.vip && other.vip_proto == l.vip_proto) {
+          error(listen_lines_[i], path + ".vip",
+                "vip " + l.vip.toString() + "/" + std::string(enumName(kIpProtos, l.vip_proto)) +
+                    " is also used by listeners[" + std::to_string(j) + "]");
+          break;
+        }
+      }
+    }
+  }
+  for (const PoolRef& ref : pool_refs_) {
+    if (config.pools.count(ref.pool) == 0) {
+      std::string known;
+      for (const auto& [name, pool] : config.pools) {
+        if (!known.empty()) known += ", ";
+        known += name;
+      }
+      error(ref.line, ref.path,
+            "unknown pool " + quoted(ref.pool) +
+                (known.empty() ? std::string(" (no pools are defined)")
+                               : " (pools: " + known + ")"));
+    }
+  }
+}
+
+std::string readWholeFile(const std::string& path, std::string* error_text) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error_text = std::string("cannot open: ") + std::strerror(errno);
+    return {};
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) *error_text = std::string("cannot read: ") + std::strerror(errno);
+  return text;
+}
+
+}  // namespace
+
+std::string ConfigError::toString() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ':';
+    out += std::to_string(line);
+  }
+  out += ": ";
+  if (!key.empty()) {
+    out += key;
+    out += ": ";
+  }
+  out += message;
+  return out;
+}
+
+std::string LoadResult::errorText() const {
+  std::string out;
+  for (const auto& e : errors) {
+    out += e.toString();
+    out += '\n';
+  }
+  return out;
+}
+
+LoadResult loadConfigText(std::string_view text, const std::string& name) {
+  LoadResult result;
+  try {
+    result.config.path = name;
+    if (auto admin = SocketAddress::parse(kDefaultAdminListen); admin.isOk()) {
+      result.config.admin.listen = *admin;
+    }
+    Loader loader(name);
+    try {
+      YAML::Node root = YAML::Load(std::string(text));
+      loader.load(root, &result.config);
+    } catch (const YAML::Exception& e) {
+      int line = e.mark.is_null() ? 0 : e.mark.line + 1;
+      loader.error(line, "", "YAML syntax error: " + e.msg);
+    } catch (const std::exception& e) {
+      loader.error(0, "", std::string("internal error while loading: ") + e.what());
+    }
+    result.errors = loader.takeErrors();
+  } catch (...) {
+    // Out of memory while collecting errors, or similar: report what we can without throwing.
+    try {
+      result.errors.clear();
+      result.errors.push_back(ConfigError{name, 0, "", "internal error while loading"});
+    } catch (...) {
+    }
+  }
+  return result;
+}
+
+LoadResult loadConfigFile(const std::string& path) {
+  LoadResult result;
+  try {
+    std::string error_text;
+    std::string text = readWholeFile(path, &error_text);
+    if (error_text.empty()) return loadConfigText(text, path);
+    result.config.path = path;
+    result.errors.push_back(ConfigError{path, 0, "", error_text});
+  } catch (...) {
+    try {
+      result.errors.push_back(ConfigError{path, 0, "", "cannot read the file"});
+    } catch (...) {
+    }
+  }
+  return result;
+}
+
+const char* balanceName(BalanceAlgorithm b) {
+  for (const auto& e : kBalances) {
+    if (e.value == b) return e.name.data();  // string literals: NUL-terminated
+  }
+  return "unknown";
+}
+
+}  // namespace scalegate::config

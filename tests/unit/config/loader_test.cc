@@ -1,0 +1,632 @@
+#include "config/loader.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace scalegate::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string examplePath(const char* name) {
+  return (std::filesystem::path(__FILE__).parent_path() / "../../../config/examples" / name)
+      .lexically_normal()
+      .string();
+}
+
+LoadResult load(std::string_view text) { return loadConfigText(text, "web.yaml"); }
+
+// A valid file with a placeholder where each test puts more YAML.
+std::string withPools(std::string_view pools) {
+  return std::string(R"(listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools:
+  web:
+)") + std::string(pools);
+}
+
+// True when some error has exactly this "file:line: key: message" text.
+::testing::AssertionResult hasError(const LoadResult& r, const std::string& text) {
+  for (const auto& e : r.errors) {
+    if (e.toString() == text) return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "no error \"" << text << "\"; got:\n" << r.errorText();
+}
+
+// True when some error is on `line`, names `key` and has `fragment` in its message.
+::testing::AssertionResult hasErrorLike(const LoadResult& r, int line, const std::string& key,
+                                        const std::string& fragment) {
+  for (const auto& e : r.errors) {
+    if (e.line == line && e.key == key && e.message.find(fragment) != std::string::npos) {
+      return ::testing::AssertionSuccess();
+    }
+  }
+  return ::testing::AssertionFailure() << "no error at line " << line << " key " << key
+                                       << " containing \"" << fragment << "\"; got:\n"
+                                       << r.errorText();
+}
+
+TEST(Loader, LocalExample) {
+  LoadResult r = loadConfigFile(examplePath("local.yaml"));
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Config& c = r.config;
+  EXPECT_EQ(c.admin.listen.toString(), "127.0.0.1:9900");
+  EXPECT_EQ(c.log.level, LogLevel::kInfo);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  const Listener& l = c.listeners[0];
+  EXPECT_EQ(l.name, "web");
+  EXPECT_EQ(l.protocol, ListenerProtocol::kHttp);
+  EXPECT_EQ(l.listen.toString(), "127.0.0.1:8080");
+  ASSERT_EQ(l.routes.size(), 1u);
+  EXPECT_EQ(l.routes[0].path_prefix, "/");
+  EXPECT_EQ(l.routes[0].pool, "web");
+  ASSERT_EQ(c.pools.count("web"), 1u);
+  const Pool& p = c.pools.at("web");
+  EXPECT_EQ(p.name, "web");
+  EXPECT_EQ(p.balance, BalanceAlgorithm::kRoundRobin);
+  EXPECT_EQ(p.upstream.retries, 1u);
+  ASSERT_EQ(p.members.size(), 2u);
+  EXPECT_EQ(p.members[0].id, "vm-0");
+  EXPECT_EQ(p.members[0].address.toString(), "127.0.0.1:9001");
+  EXPECT_EQ(p.members[0].zone, "1");
+  EXPECT_EQ(p.members[1].id, "vm-1");
+  EXPECT_EQ(p.members[1].address.toString(), "127.0.0.1:9002");
+  EXPECT_EQ(p.members[1].zone, "2");
+  EXPECT_FALSE(p.health.enabled);
+  EXPECT_FALSE(p.autoscale.enabled);
+}
+
+TEST(Loader, FullExampleSetsEveryKey) {
+  LoadResult r = loadConfigFile(examplePath("full.yaml"));
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Config& c = r.config;
+  EXPECT_EQ(c.admin.token_file, "/etc/scalegate/admin.token");
+  EXPECT_EQ(c.drain_timeout, 30s);
+  ASSERT_EQ(c.listeners.size(), 3u);
+  const Listener& web = c.listeners[0];
+  ASSERT_EQ(web.routes.size(), 3u);
+  EXPECT_EQ(web.routes[0].host, "api.example.com");
+  EXPECT_EQ(web.routes[0].path_prefix, "/v2/");
+  EXPECT_EQ(web.routes[1].host, "*.example.com");
+  EXPECT_EQ(web.limits.max_request_body_bytes, 10u << 20);
+  EXPECT_EQ(web.limits.max_uri_bytes, 8u << 10);
+  EXPECT_EQ(web.request_id_header, "x-request-id");
+  EXPECT_EQ(web.routes[0].where.line, 23);
+  const Listener& db = c.listeners[1];
+  EXPECT_EQ(db.protocol, ListenerProtocol::kTcp);
+  EXPECT_EQ(db.pool, "db");
+  const Listener& vip = c.listeners[2];
+  EXPECT_EQ(vip.protocol, ListenerProtocol::kL4);
+  EXPECT_EQ(vip.vip.toString(), "10.0.0.10:80");
+  EXPECT_EQ(vip.vip_proto, IpProto::kTcp);
+  EXPECT_EQ(vip.mode, L4Mode::kNat);
+
+  const Pool& p = c.pools.at("web");
+  EXPECT_EQ(p.balance, BalanceAlgorithm::kMaglev);
+  EXPECT_EQ(p.hash.source, HashSource::kHeader);
+  EXPECT_EQ(p.hash.name, "x-user-id");
+  EXPECT_EQ(p.slow_start, 30s);
+  EXPECT_TRUE(p.health.enabled);
+  EXPECT_EQ(p.health.type, HealthCheckType::kHttp);
+  EXPECT_EQ(p.health.host, "web.internal");
+  ASSERT_EQ(p.health.expect.size(), 2u);
+  EXPECT_EQ(p.health.expect[0].lo, 200);
+  EXPECT_EQ(p.health.expect[0].hi, 200);
+  EXPECT_EQ(p.health.expect[1].lo, 300);
+  EXPECT_EQ(p.health.expect[1].hi, 399);
+  EXPECT_EQ(p.health.jitter, 200ms);
+  EXPECT_EQ(p.health.fast_interval, 500ms);
+  ASSERT_EQ(p.members.size(), 2u);
+  EXPECT_EQ(p.members[1].fault_domain, 1u);
+  const AutoscaleConfig& a = p.autoscale;
+  EXPECT_TRUE(a.enabled);
+  EXPECT_EQ(a.min, 2u);
+  EXPECT_EQ(a.max, 20u);
+  EXPECT_EQ(a.default_capacity, 2u);
+  EXPECT_EQ(a.scaler_url, "http://127.0.0.1:9800/hooks");
+  EXPECT_EQ(a.secret_file, "/etc/scalegate/scaler.secret");
+  ASSERT_EQ(a.rules.size(), 2u);
+  EXPECT_EQ(a.rules[0].op, CompareOp::kGt);
+  EXPECT_EQ(a.rules[0].threshold, 75);
+  EXPECT_EQ(a.rules[0].action.kind, ScaleAction::Kind::kIncrease);
+  EXPECT_EQ(a.rules[0].action.value, 2u);
+  EXPECT_EQ(a.rules[1].op, CompareOp::kLt);
+  EXPECT_EQ(a.rules[1].window, 10min);
+  EXPECT_EQ(a.rules[1].action.kind, ScaleAction::Kind::kDecreasePercent);
+  ASSERT_TRUE(a.target.has_value());
+  EXPECT_EQ(a.target->first, "requests_per_second_per_member");
+  EXPECT_EQ(a.target->second, 400);
+  EXPECT_TRUE(a.repair_enabled);
+  EXPECT_EQ(a.repair_action, RepairAction::kReplace);
+  EXPECT_EQ(c.pools.at("api").members[0].address.toString(), "[2001:db8::10]:8080");
+  EXPECT_EQ(c.pools.at("db").health.type, HealthCheckType::kTcp);
+}
+
+TEST(Loader, DesignDocExample) {
+  LoadResult r = load(R"(
+admin:   { listen: 127.0.0.1:9900, token_file: /etc/scalegate/admin.token }
+listeners:
+  - { name: web, protocol: http, listen: 0.0.0.0:8080, routes: [ { path_prefix: /, pool: web } ] }
+  - { name: vip, protocol: l4, vip: 10.0.0.10:80/tcp, pool: web, mode: nat }   # DPDK
+pools:
+  web:
+    mode: uniform                      # uniform | flexible (members may differ in weight/size)
+    balance: least_request             # round_robin | least_request | random | maglev | ring_hash
+    health: { type: http, path: /health, interval: 2s, timeout: 1s, rise: 2, fall: 3 }
+    members: [ { id: vm-0, address: 127.0.0.1:9001, zone: "1", fault_domain: 0, weight: 1 } ]
+    autoscale:
+      capacity: { min: 2, max: 20, default: 2 }
+      scaler:   { url: http://127.0.0.1:9800/hooks, secret_file: scaler.secret }
+      rules:    [ { metric: cpu, statistic: avg, window: 5m, op: ">", threshold: 75,
+                    action: { increase: 2 }, cooldown: 5m } ]
+      target:   { metric: requests_per_second_per_member, value: 400 }
+      repair:   { grace: 10m, action: replace }
+      scale_in: { policy: default, drain: 30s }      # default | newest | oldest
+)");
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  EXPECT_EQ(r.config.pools.at("web").balance, BalanceAlgorithm::kLeastRequest);
+  EXPECT_EQ(r.config.pools.at("web").autoscale.rules.size(), 1u);
+}
+
+TEST(Loader, Defaults) {
+  LoadResult r = load(withPools("    members: []\n"));
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Config& c = r.config;
+  EXPECT_EQ(c.path, "web.yaml");
+  EXPECT_EQ(c.admin.listen.toString(), "127.0.0.1:9900");
+  EXPECT_EQ(c.workers, 0u);
+  const Listener& l = c.listeners[0];
+  EXPECT_EQ(l.protocol, ListenerProtocol::kHttp);
+  EXPECT_EQ(l.routes[0].path_prefix, "/");
+  EXPECT_EQ(l.routes[0].host, "");
+  EXPECT_TRUE(l.xff);
+  EXPECT_EQ(l.limits.max_request_header_bytes, 16u * 1024);
+  EXPECT_EQ(l.where.file, "web.yaml");
+  EXPECT_EQ(l.where.line, 2);
+  const Pool& p = c.pools.at("web");
+  EXPECT_TRUE(p.members.empty());
+  EXPECT_EQ(p.maglev_table_size, 65537u);
+  EXPECT_EQ(p.where.line, 4);
+}
+
+TEST(Loader, PresenceEnablesHealthAutoscaleAndRepair) {
+  LoadResult r = load(withPools(R"(    health: {}
+    autoscale:
+      scaler: { url: "https://scaler.example.com/hooks" }
+      repair: {}
+)"));
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Pool& p = r.config.pools.at("web");
+  EXPECT_TRUE(p.health.enabled);
+  EXPECT_EQ(p.health.type, HealthCheckType::kTcp);
+  EXPECT_TRUE(p.autoscale.enabled);
+  EXPECT_TRUE(p.autoscale.repair_enabled);
+  EXPECT_FALSE(p.autoscale.target.has_value());
+}
+
+TEST(Loader, BadDurationNamesFileLineAndKey) {
+  LoadResult r = load(withPools(R"(    health:
+      type: http
+      interval: 5 parsecs
+)"));
+  EXPECT_TRUE(hasError(r, "web.yaml:7: pools.web.health.interval: bad duration \"5 parsecs\": "
+                          "unknown unit \"parsecs\" (use ns, us, ms, s, m, h or d)"));
+}
+
+TEST(Loader, RouteToUnknownPool) {
+  LoadResult r = load(R"(listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes: [ { pool: web }, { path_prefix: /api, pool: api } ]
+pools:
+  web: {}
+)");
+  EXPECT_TRUE(hasError(r, "web.yaml:4: listeners[0].routes[1].pool: unknown pool \"api\" "
+                          "(pools: web)"));
+  EXPECT_EQ(r.errors.size(), 1u);
+}
+
+TEST(Loader, UnknownKeysAtEveryLevel) {
+  LoadResult r = load(R"(listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    colour: blue
+    routes: [ { pool: web, weight: 2 } ]
+    limits: { max_body: 1k }
+pools:
+  web:
+    health: { intervl: 2s }
+    members: [ { id: a, address: 10.0.0.1:80, rack: 3 } ]
+    autoscale:
+      scaler: { url: http://s/, token: x }
+      rules: [ { metric: cpu, op: ">", threshold: 1, action: { grow: 1 } } ]
+bogus: 1
+)");
+  EXPECT_TRUE(hasErrorLike(r, 4, "listeners[0].colour", "unknown key \"colour\" (allowed: name,"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].routes[0].weight", "unknown key"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].limits.max_body", "unknown key"));
+  EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.health.intervl", "unknown key"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "pools.web.members[0].rack", "unknown key"));
+  EXPECT_TRUE(hasErrorLike(r, 12, "pools.web.autoscale.scaler.token", "unknown key"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.autoscale.rules[0].action.grow", "unknown key"));
+  EXPECT_TRUE(hasError(r, "web.yaml:14: bogus: unknown key \"bogus\" (allowed: admin, log, "
+                          "workers, drain_timeout, listeners, pools)"));
+}
+
+TEST(Loader, CollectsAllErrorsSortedByLine) {
+  LoadResult r = load(R"(workers: 300
+log: { level: loud, format: xml }
+drain_timeout: 10
+listeners:
+  - { name: web, listen: 127.0.0.1:99999, routes: [ { pool: nope } ] }
+)");
+  EXPECT_TRUE(hasError(r, "web.yaml:1: workers: 300 is out of range (0..256)"));
+  EXPECT_TRUE(hasError(r, "web.yaml:2: log.level: invalid value \"loud\" (expected one of: debug, "
+                          "info, warn, error)"));
+  EXPECT_TRUE(hasErrorLike(r, 2, "log.format", "invalid value \"xml\""));
+  EXPECT_TRUE(hasErrorLike(r, 3, "drain_timeout", "missing unit"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].listen", "bad port"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].routes[0].pool", "no pools are defined"));
+  EXPECT_EQ(r.errors.size(), 6u) << r.errorText();
+  for (size_t i = 1; i < r.errors.size(); ++i) EXPECT_LE(r.errors[i - 1].line, r.errors[i].line);
+}
+
+TEST(Loader, WrongTypes) {
+  LoadResult r = load(R"(admin: 127.0.0.1:9900
+listeners:
+  - name: [web]
+    listen: 127.0.0.1:8080
+    forwarded_headers: maybe
+    routes: { pool: web }
+pools: [ web ]
+)");
+  EXPECT_TRUE(hasError(r, "web.yaml:1: admin: expected a map, got a single value"));
+  EXPECT_TRUE(hasError(r, "web.yaml:3: listeners[0].name: expected a name, got a list"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].forwarded_headers", "expected true or false"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].routes", "expected a list of routes, got a map"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "pools", "expected a map, got a list"));
+}
+
+TEST(Loader, NumbersMustBeWholeAndInRange) {
+  LoadResult r = load(withPools(R"(    upstream: { retries: 6, max_idle_per_member: 1.5 }
+    members:
+      - { id: a, address: 10.0.0.1:80, weight: -1, fault_domain: 256 }
+      - { id: b, address: 10.0.0.2:80, weight: 1000001 }
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "pools.web.upstream.retries", "6 is out of range (0..5)"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "pools.web.upstream.max_idle_per_member",
+                           "expected a whole number in 0..100000, got \"1.5\""));
+  EXPECT_TRUE(hasErrorLike(r, 7, "pools.web.members[0].weight", "-1 is out of range"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "pools.web.members[0].fault_domain", "256 is out of range"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.members[1].weight", "out of range"));
+}
+
+TEST(Loader, DuplicateNames) {
+  LoadResult r = load(R"(listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+  - { name: web, listen: 127.0.0.1:8081, routes: [ { pool: web } ] }
+pools:
+  web:
+    members:
+      - { id: a, address: 10.0.0.1:80 }
+      - { id: a, address: 10.0.0.2:80 }
+      - { id: b, address: 10.0.0.1:80 }
+  web:
+    members: []
+)");
+  EXPECT_TRUE(hasError(r, "web.yaml:3: listeners[1].name: duplicate listener name \"web\" (first "
+                          "at line 2)"));
+  EXPECT_TRUE(hasError(r, "web.yaml:8: pools.web.members[1].id: duplicate member id \"a\" (first "
+                          "at line 7)"));
+  EXPECT_TRUE(hasError(r, "web.yaml:9: pools.web.members[2].address: duplicate member address "
+                          "10.0.0.1:80 (first at line 7)"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "pools.web", "duplicate key \"web\" (first at line 5)"));
+}
+
+TEST(Loader, DuplicateListenAddresses) {
+  LoadResult r = load(R"(admin: { listen: 127.0.0.1:9000 }
+listeners:
+  - { name: a, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+  - { name: b, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+  - { name: c, listen: "*:8080", routes: [ { pool: web } ] }
+  - { name: d, protocol: tcp, listen: 127.0.0.1:9000, pool: web }
+  - { name: e, listen: "[::1]:8080", routes: [ { pool: web } ] }
+pools: { web: {} }
+)");
+  EXPECT_TRUE(hasErrorLike(r, 4, "listeners[1].listen", "conflicts with listeners[0]"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[2].listen", "conflicts with listeners[0]"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[3].listen", "is also admin.listen"));
+  EXPECT_EQ(r.errors.size(), 3u) << r.errorText();
+}
+
+TEST(Loader, ListenerNamesAndProtocols) {
+  LoadResult r = load(R"(listeners:
+  - { name: "web site", listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+  - { name: t, protocol: tcp, listen: 127.0.0.1:8081, routes: [ { pool: web } ] }
+  - { name: v, protocol: l4, listen: 127.0.0.1:8082, pool: web }
+  - { name: h, protocol: http, listen: 127.0.0.1:8083, pool: web, routes: [] }
+  - { name: q, protocol: quic, listen: 127.0.0.1:8084, routes: [ { pool: web } ] }
+  - { listen: 127.0.0.1:8085, routes: [ { pool: web } ] }
+pools: { web: {} }
+)");
+  EXPECT_TRUE(hasErrorLike(r, 2, "listeners[0].name", "bad name \"web site\""));
+  EXPECT_TRUE(hasErrorLike(r, 3, "listeners[1].routes", "not used by protocol tcp"));
+  EXPECT_TRUE(hasErrorLike(r, 3, "listeners[1].pool", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 4, "listeners[2].listen", "not used by protocol l4"));
+  EXPECT_TRUE(hasErrorLike(r, 4, "listeners[2].vip", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[3].pool", "not used by protocol http"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[3].routes", "at least one route"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[4].protocol", "invalid value \"quic\""));
+  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[5].name", "missing required key"));
+}
+
+TEST(Loader, HttpListenerDetails) {
+  LoadResult r = load(R"(listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes:
+      - { host: "Shop.Example.COM", path_prefix: api, pool: web }
+      - { host: "bad host", pool: web }
+    limits: { max_request_header_bytes: 2M, max_headers: 0 }
+    timeouts: { idle: 0s, request: 1 minute }
+    request_id_header: "x request id"
+  - name: web2
+    listen: 127.0.0.1:8081
+    routes: [ { host: "*.Example.com", pool: web } ]
+    limits: { max_request_header_bytes: 4k, max_uri_bytes: 8k }
+    request_id_header: X-Trace
+pools: { web: {} }
+)");
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].routes[0].path_prefix", "must start with /"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].routes[1].host", "bad host"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].limits.max_request_header_bytes",
+                           "2M is out of range (1k..1M)"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].limits.max_headers", "out of range (1..256)"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "listeners[0].timeouts.idle", "must be greater than 0"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "listeners[0].timeouts.request", "unknown unit \"minute\""));
+  EXPECT_TRUE(hasErrorLike(r, 9, "listeners[0].request_id_header", "bad header name"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "listeners[1].limits.max_uri_bytes",
+                           "must not exceed max_request_header_bytes (4k)"));
+  EXPECT_EQ(r.errors.size(), 8u) << r.errorText();
+  EXPECT_EQ(r.config.listeners[0].routes[0].host, "shop.example.com");
+  EXPECT_EQ(r.config.listeners[1].routes[0].host, "*.example.com");
+  EXPECT_EQ(r.config.listeners[1].request_id_header, "x-trace");
+}
+
+TEST(Loader, RequestIdHeaderCanBeDisabled) {
+  LoadResult r = load(R"(listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ], request_id_header: "",
+      forwarded_headers: false }
+pools: { web: {} }
+)");
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  EXPECT_EQ(r.config.listeners[0].request_id_header, "");
+  EXPECT_FALSE(r.config.listeners[0].xff);
+}
+
+TEST(Loader, L4Vips) {
+  LoadResult r = load(R"(listeners:
+  - { name: a, protocol: l4, vip: 10.0.0.10:53/udp, pool: web, mode: dsr }
+  - { name: b, protocol: l4, vip: "[2001:db8::1]:80", pool: web }
+  - { name: c, protocol: l4, vip: 10.0.0.10:53/sctp, pool: web }
+  - { name: d, protocol: l4, vip: 10.0.0.10:53/udp, pool: web, mode: tunnel }
+  - { name: e, protocol: l4, vip: "10.0.0.10", pool: web }
+pools: { web: {} }
+)");
+  EXPECT_TRUE(hasErrorLike(r, 4, "listeners[2].vip", "unknown protocol \"sctp\""));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[3].vip", "is also used by listeners[0]"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[3].mode", "invalid value \"tunnel\""));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[4].vip", "missing port"));
+  EXPECT_EQ(r.errors.size(), 4u) << r.errorText();
+  const auto& ls = r.config.listeners;
+  EXPECT_EQ(ls[0].vip_proto, IpProto::kUdp);
+  EXPECT_EQ(ls[0].mode, L4Mode::kDsr);
+  EXPECT_EQ(ls[1].vip.toString(), "[2001:db8::1]:80");
+  EXPECT_EQ(ls[1].vip_proto, IpProto::kTcp);
+}
+
+TEST(Loader, PoolSettings) {
+  LoadResult r = load(withPools(R"(    mode: elastic
+    balance: fastest
+    maglev_table_size: 1000
+    slow_start: -5s
+  other.pool-1:
+    balance: round_robin
+    hash: { source: client_ip }
+  "bad name":
+    balance: ring_hash
+    hash: { source: header }
+  cookie:
+    balance: ring_hash
+    hash: { source: cookie, name: "SESSION" }
+  ip:
+    balance: maglev
+    hash: { source: client_ip, name: x }
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "pools.web.mode", "invalid value \"elastic\" (expected one of: "
+                                                   "uniform, flexible)"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "pools.web.balance", "invalid value \"fastest\""));
+  EXPECT_TRUE(hasErrorLike(r, 7, "pools.web.maglev_table_size", "1000 is not a prime number"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.slow_start", "negative"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.other.pool-1.hash", "not used by balance round_robin"));
+  EXPECT_TRUE(hasErrorLike(r, 12, "pools.bad name", "bad pool name"));
+  EXPECT_TRUE(hasErrorLike(r, 14, "pools.bad name.hash.name", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 20, "pools.ip.hash.name", "not used by source client_ip"));
+  EXPECT_EQ(r.errors.size(), 8u) << r.errorText();
+  EXPECT_EQ(r.config.pools.at("cookie").hash.name, "SESSION");
+  EXPECT_EQ(r.config.pools.at("cookie").hash.source, HashSource::kCookie);
+}
+
+TEST(Loader, HealthChecks) {
+  LoadResult r = load(withPools(R"(    health:
+      type: http
+      path: health
+      expect: [200, "2xx", "300-399", "600", "abc", "299-200"]
+      interval: 1s
+      timeout: 1s
+      rise: 0
+      fall: 101
+      initial_state: sick
+  tcp:
+    health: { path: /x, expect: 200 }
+  h2:
+    health: { type: https, expect: "200-204", timeout: 3s, initial_state: unhealthy }
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "pools.web.health.path", "must start with /"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.health.expect[3]", "within 100..599"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.health.expect[4]", "bad status \"abc\""));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.health.expect[5]", "low to high"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "pools.web.health.timeout",
+                           "timeout (1s) must be shorter than interval (1s)"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.health.rise", "out of range (1..100)"));
+  EXPECT_TRUE(hasErrorLike(r, 12, "pools.web.health.fall", "out of range (1..100)"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.health.initial_state", "invalid value \"sick\""));
+  EXPECT_TRUE(hasErrorLike(r, 15, "pools.tcp.health.path", "not used by type tcp"));
+  EXPECT_TRUE(hasErrorLike(r, 15, "pools.tcp.health.expect", "not used by type tcp"));
+  EXPECT_TRUE(hasErrorLike(r, 17, "pools.h2.health.timeout", "shorter than interval (2s)"));
+  EXPECT_EQ(r.errors.size(), 11u) << r.errorText();
+  const HealthCheck& h2 = r.config.pools.at("h2").health;
+  EXPECT_FALSE(h2.initially_healthy);
+  ASSERT_EQ(h2.expect.size(), 1u);
+  EXPECT_EQ(h2.expect[0].lo, 200);
+  EXPECT_EQ(h2.expect[0].hi, 204);
+}
+
+TEST(Loader, Members) {
+  LoadResult r = load(withPools(R"(    members:
+      - { id: vm-0, address: 10.0.0.1 }
+      - { id: vm-1, address: "vm1.internal:80" }
+      - { id: "vm/2", address: 10.0.0.2:0 }
+      - { address: 10.0.0.3:80 }
+      - { id: vm-4 }
+      - vm-5
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "pools.web.members[0].address", "missing port"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "pools.web.members[1].address", "no DNS"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.members[2].id", "bad name"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.members[2].address", "port other than 0"));
+  EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.members[3].id", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "pools.web.members[4].address", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.members[5]", "expected a map"));
+  EXPECT_EQ(r.errors.size(), 7u) << r.errorText();
+}
+
+TEST(Loader, Autoscale) {
+  LoadResult r = load(withPools(R"(    autoscale:
+      capacity: { min: 5, max: 3, default: 4 }
+      scaler: { url: "ftp://x/hooks" }
+      rules:
+        - { metric: cpu, op: "=>", threshold: high, action: { increase: 1, decrease: 1 } }
+        - { metric: cpu, op: ">", threshold: 1, action: { decrease_percent: 150 }, window: 0s }
+        - { op: "<" }
+      target: { metric: rps, value: 0 }
+      repair: { grace: 1 hour, action: reboot }
+      scale_in: { policy: random, drain: soon }
+  other:
+    autoscale:
+      capacity: { min: 1, max: 1001 }
+  third:
+    autoscale:
+      capacity: { min: 2, max: 4, default: 2 }
+      scaler: { url: "http://127.0.0.1:9800" }
+      rules: [ { metric: m, op: "<=", threshold: -1.5e1, action: { set: 9 } } ]
+  fourth:
+    autoscale:
+      capacity: { min: 0, max: 1, default: 0 }
+      scaler: { url: "https://[::1]:9800/h", secret_file: s }
+      rules: [ { metric: m, op: ">=", threshold: 0, action: { set: 1 }, cooldown: 0 } ]
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "pools.web.autoscale.capacity", "need min <= default <= max"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "pools.web.autoscale.scaler.url", "bad url \"ftp://x/hooks\""));
+  EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.autoscale.rules[0].op", "invalid value \"=>\""));
+  EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.autoscale.rules[0].threshold", "expected a number"));
+  EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.autoscale.rules[0].action", "exactly one of"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "pools.web.autoscale.rules[1].action.decrease_percent",
+                           "out of range (1..100)"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "pools.web.autoscale.rules[1].window", "greater than 0"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.autoscale.rules[2].metric", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.autoscale.rules[2].threshold", "missing required"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.autoscale.rules[2].action", "missing required"));
+  EXPECT_TRUE(hasErrorLike(r, 12, "pools.web.autoscale.target.value", "greater than 0"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.autoscale.repair.grace", "unknown unit \"hour\""));
+  EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.autoscale.repair.action", "invalid value"));
+  EXPECT_TRUE(hasErrorLike(r, 14, "pools.web.autoscale.scale_in.policy", "invalid value"));
+  EXPECT_TRUE(hasErrorLike(r, 14, "pools.web.autoscale.scale_in.drain", "bad duration"));
+  EXPECT_TRUE(hasErrorLike(r, 16, "pools.other.autoscale.scaler", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 17, "pools.other.autoscale.capacity.max", "out of range (1..1000)"));
+  EXPECT_TRUE(hasErrorLike(r, 22, "pools.third.autoscale.rules[0].action.set",
+                           "9 is out of range (2..4)"));
+  EXPECT_EQ(r.errors.size(), 18u) << r.errorText();
+  const AutoscaleConfig& third = r.config.pools.at("third").autoscale;
+  EXPECT_EQ(third.rules[0].op, CompareOp::kLe);
+  EXPECT_EQ(third.rules[0].threshold, -15);
+  const AutoscaleConfig& fourth = r.config.pools.at("fourth").autoscale;
+  EXPECT_EQ(fourth.min, 0u);
+  EXPECT_EQ(fourth.rules[0].action.kind, ScaleAction::Kind::kSetCount);
+  EXPECT_EQ(fourth.rules[0].cooldown, 0s);
+  EXPECT_EQ(fourth.scaler_url, "https://[::1]:9800/h");
+}
+
+TEST(Loader, SyntaxErrorIsOneErrorWithLine) {
+  LoadResult r = load("listeners:\n  - name: web\n    listen: [127.0.0.1:8080\npools: {}\n");
+  ASSERT_EQ(r.errors.size(), 1u) << r.errorText();
+  EXPECT_GT(r.errors[0].line, 0);
+  EXPECT_NE(r.errors[0].message.find("YAML syntax error"), std::string::npos);
+  LoadResult tabs = load("listeners:\n\t- name: web\n");
+  ASSERT_EQ(tabs.errors.size(), 1u) << tabs.errorText();
+  EXPECT_EQ(tabs.errors[0].line, 2);
+}
+
+TEST(Loader, EmptyFileAndNoListeners) {
+  for (const char* text : {"", "\n", "# only a comment\n"}) {
+    LoadResult r = load(text);
+    EXPECT_TRUE(hasError(r, "web.yaml:1: listeners: no listeners: the file is empty")) << text;
+  }
+  LoadResult r = load("pools: { web: {} }\n");
+  EXPECT_TRUE(hasErrorLike(r, 1, "listeners", "no listeners"));
+  r = load("listeners: []\npools: { web: {} }\n");
+  EXPECT_TRUE(hasErrorLike(r, 1, "listeners", "no listeners"));
+  r = load("just a string\n");
+  EXPECT_TRUE(hasErrorLike(r, 1, "", "expected a map of settings"));
+}
+
+TEST(Loader, StrangeInputNeverThrows) {
+  for (const char* text :
+       {"{", "[", "- - -", "? [a]: b\n", "listeners: *nope\n", "a: &x b\nc: *x\n",
+        "listeners: [ [ [ ] ] ]\n", "listeners:\n  - !!binary aGVsbG8=\n", "\xff\xfe\x00",
+        "pools: { web: { members: [ { id: a, address: 1.2.3.4:5, weight: 99999999999999999999 } ] } }"}) {
+    LoadResult r = load(text);
+    EXPECT_FALSE(r.ok()) << text;
+  }
+  std::string deep(5000, '[');
+  EXPECT_FALSE(load(deep).ok());
+}
+
+TEST(Loader, MissingFile) {
+  LoadResult r = loadConfigFile("/nonexistent/scalegate.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].toString(),
+            "/nonexistent/scalegate.yaml: cannot open: No such file or directory");
+}
+
+TEST(Loader, ConfigErrorFormatting) {
+  ConfigError e{"web.yaml", 3, "listeners[0].routes[0].pool", "unknown pool \"api\""};
+  EXPECT_EQ(e.toString(), "web.yaml:3: listeners[0].routes[0].pool: unknown pool \"api\"");
+  LoadResult r;
+  r.errors.push_back(e);
+  r.errors.push_back(ConfigError{"web.yaml", 0, "", "oops"});
+  EXPECT_EQ(r.errorText(),
+            "web.yaml:3: listeners[0].routes[0].pool: unknown pool \"api\"\nweb.yaml: oops\n");
+}
+
+TEST(Loader, BalanceNames) {
+  EXPECT_STREQ(balanceName(BalanceAlgorithm::kRoundRobin), "round_robin");
+  EXPECT_STREQ(balanceName(BalanceAlgorithm::kLeastRequest), "least_request");
+  EXPECT_STREQ(balanceName(BalanceAlgorithm::kRandom), "random");
+  EXPECT_STREQ(balanceName(BalanceAlgorithm::kMaglev), "maglev");
+  EXPECT_STREQ(balanceName(BalanceAlgorithm::kRingHash), "ring_hash");
+}
+
+}  // namespace
+}  // namespace scalegate::config
