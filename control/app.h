@@ -1,0 +1,61 @@
+#pragma once
+// The scalegate process: loads the config, opens listeners, runs the L7 workers and the
+// control loop (signals, reload, drain). Control thread.
+//
+//   SIGHUP  ─► reload: validate the file; on error keep the running config and log why;
+//              otherwise open new listeners, publish a new snapshot, retire old sockets.
+//   SIGTERM ─► drain: stop accepting, let in-flight requests finish within drain_timeout,
+//   SIGINT     exit 0.
+
+#include <event2/event.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "config/model.h"
+#include "config/snapshot.h"
+#include "control/listen_sockets.h"
+#include "l7proxy/proxy.h"
+
+namespace scalegate::control {
+
+struct Options {
+  std::string config_path;
+  int workers = 0;  // 0 = from config, else one per core
+};
+
+class App {
+ public:
+  explicit App(Options opts);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // Runs until drained; returns the process exit code.
+  int run();
+
+ private:
+  static void onSignal(evutil_socket_t sig, short what, void* arg);
+  static void onHousekeeping(evutil_socket_t fd, short what, void* arg);
+  void reload();
+  void beginShutdown();
+  void applyLogSettings(const config::Config& cfg);
+  void logTotals();
+
+  Options opts_;
+  event_base* base_ = nullptr;
+  std::vector<event*> signal_events_;
+  event* housekeeping_ = nullptr;
+  std::unique_ptr<ListenSocketTable> sockets_;
+  std::unique_ptr<l7proxy::Proxy> proxy_;
+  std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const config::Snapshot> snapshot_;
+  uint64_t generation_ = 0;
+  // Sockets of older snapshots, closed once every worker runs generation >= .first.
+  std::vector<std::pair<uint64_t, std::vector<int>>> retired_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace scalegate::control

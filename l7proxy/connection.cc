@@ -1,0 +1,1128 @@
+#include "l7proxy/connection.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/hash.h"
+#include "l7proxy/worker.h"
+
+namespace scalegate::l7proxy {
+namespace {
+
+void onClientRead(evutil_socket_t fd, short what, void* arg);
+void onClientWrite(evutil_socket_t fd, short what, void* arg);
+void onClientTimer(evutil_socket_t fd, short what, void* arg);
+void onUpstreamRead(evutil_socket_t fd, short what, void* arg);
+void onUpstreamWrite(evutil_socket_t fd, short what, void* arg);
+
+void processHeads(ClientConn* c);
+void flushClient(ClientConn* c);
+void flushUpstream(ClientConn* c);
+bool assignUpstream(ClientConn* c);
+void finishExchange(ClientConn* c);
+
+timeval toTimeval(Duration d) {
+  if (d < Duration::zero()) d = Duration::zero();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+}
+
+const config::Listener& listenerCfg(const ClientConn* c) {
+  return *c->view->listeners[c->listener].cfg;
+}
+
+// --- event arming ---------------------------------------------------------------------------
+
+void setClientRead(ClientConn* c, bool on) {
+  if (c->read_enabled == on) return;
+  c->read_enabled = on;
+  if (on) {
+    event_add(&c->rev, nullptr);
+  } else {
+    event_del(&c->rev);
+  }
+}
+
+void setClientWrite(ClientConn* c, bool on) {
+  if (c->write_armed == on) return;
+  c->write_armed = on;
+  if (on) {
+    event_add(&c->wev, nullptr);
+  } else {
+    event_del(&c->wev);
+  }
+}
+
+void setUpRead(UpstreamConn* u, bool on) {
+  if (u->read_enabled == on) return;
+  u->read_enabled = on;
+  if (on) {
+    event_add(&u->rev, nullptr);
+  } else {
+    event_del(&u->rev);
+  }
+}
+
+void setUpWrite(UpstreamConn* u, bool on) {
+  if (u->write_armed == on) return;
+  u->write_armed = on;
+  if (on) {
+    event_add(&u->wev, nullptr);
+  } else {
+    event_del(&u->wev);
+  }
+}
+
+// Timers are re-armed lazily: moving a deadline later costs a store; the timer, when it fires
+// early, re-arms itself for the rest. Only an earlier deadline touches libevent.
+void setDeadline(ClientConn* c, MonoTime d) {
+  c->deadline = d;
+  if (c->timer_armed && d >= c->timer_at) return;
+  timeval tv = toTimeval(d - c->worker->now());
+  evtimer_add(&c->timer, &tv);
+  c->timer_armed = true;
+  c->timer_at = d;
+}
+
+// --- upstream connections -------------------------------------------------------------------
+
+void pushIdle(MemberSlot* s, UpstreamConn* u) {
+  u->prev_idle = nullptr;
+  u->next_idle = s->idle_head;
+  if (s->idle_head != nullptr) s->idle_head->prev_idle = u;
+  s->idle_head = u;
+  ++s->idle_count;
+}
+
+void unlinkIdle(MemberSlot* s, UpstreamConn* u) {
+  if (u->prev_idle != nullptr) {
+    u->prev_idle->next_idle = u->next_idle;
+  } else {
+    s->idle_head = u->next_idle;
+  }
+  if (u->next_idle != nullptr) u->next_idle->prev_idle = u->prev_idle;
+  u->next_idle = u->prev_idle = nullptr;
+  --s->idle_count;
+}
+
+void destroyUpstream(UpstreamConn* u) {
+  Worker* w = u->worker;
+  event_del(&u->rev);
+  event_del(&u->wev);
+  ::close(u->fd);
+  if (u->in != nullptr) w->buffers().put(u->in);
+  w->mutableCounters().upstream_cx_active.dec();
+  w->releaseSlot(u->slot);
+  u->fd = -1;
+  w->deferDelete(u);
+}
+
+UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, int* err) {
+  const SocketAddress& a = s->address;
+  int fd = ::socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = errno;
+    return nullptr;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  int rc = ::connect(fd, a.sockaddrPtr(), a.sockaddrLen());
+  if (rc < 0 && errno != EINPROGRESS) {
+    *err = errno;
+    ::close(fd);
+    return nullptr;
+  }
+  auto* u = new UpstreamConn();
+  u->fd = fd;
+  u->worker = w;
+  u->slot = s;
+  ++s->refs;
+  u->connected = (rc == 0);
+  event_assign(&u->rev, w->base(), fd, EV_READ | EV_PERSIST, onUpstreamRead, u);
+  event_assign(&u->wev, w->base(), fd, EV_WRITE | EV_PERSIST, onUpstreamWrite, u);
+  setUpRead(u, true);
+  if (!u->connected) setUpWrite(u, true);
+  w->mutableCounters().upstream_cx_total.inc();
+  w->mutableCounters().upstream_cx_active.inc();
+  return u;
+}
+
+// Detaches the exchange's upstream connection: back to the pool when it is clean, else closed.
+void releaseUpstream(ClientConn* c, bool reusable) {
+  Exchange& ex = c->ex;
+  UpstreamConn* u = ex.up;
+  if (u == nullptr) return;
+  ex.up = nullptr;
+  if (ex.pool != nullptr && ex.member >= 0) --ex.pool->active[ex.member];
+  Worker* w = c->worker;
+  if (reusable && u->in != nullptr && !u->in->empty()) reusable = false;
+  uint32_t max_idle = ex.pool != nullptr ? ex.pool->cfg->upstream.max_idle_per_member : 0;
+  if (reusable && u->slot->idle_count < max_idle && !w->draining()) {
+    if (u->in != nullptr) {
+      w->buffers().put(u->in);
+      u->in = nullptr;
+    }
+    u->client = nullptr;
+    u->reused = true;
+    u->idle_since = w->now();
+    setUpWrite(u, false);
+    setUpRead(u, true);  // an idle connection that becomes readable was closed by the member
+    pushIdle(u->slot, u);
+    return;
+  }
+  destroyUpstream(u);
+}
+
+// --- client output --------------------------------------------------------------------------
+
+IoBuffer* ensureOut(ClientConn* c) {
+  if (c->out == nullptr) c->out = c->worker->buffers().get();
+  return c->out;
+}
+
+bool appendOut(ClientConn* c, const char* p, size_t n) {
+  IoBuffer* b = ensureOut(c);
+  if (b->room() < n) b->compact();
+  if (b->room() < n) return false;
+  std::memcpy(b->data() + b->end, p, n);
+  b->end += static_cast<uint32_t>(n);
+  return true;
+}
+
+const char* reasonPhrase(uint16_t status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+  }
+}
+
+LocalReply replyForParseStatus(uint16_t status) {
+  switch (status) {
+    case 414: return LocalReply::kUriTooLong;
+    case 431: return LocalReply::kHeaderTooLarge;
+    case 501: return LocalReply::kNotImplemented;
+    case 505: return LocalReply::kVersionNotSupported;
+    default: return LocalReply::kBadRequest;
+  }
+}
+
+void closeAfterFlush(ClientConn* c) {
+  c->state = ClientState::kClosing;
+  c->ex.client_keep_alive = false;
+  setDeadline(c, c->worker->now() + std::chrono::seconds(5));
+  flushClient(c);
+}
+
+// The proxy answers the request itself. `keep_open` only when the request was read whole.
+void localReply(ClientConn* c, LocalReply why, bool keep_open) {
+  Worker* w = c->worker;
+  WorkerCounters& k = w->mutableCounters();
+  Exchange& ex = c->ex;
+  releaseUpstream(c, false);
+  if (ex.resp_started) {  // part of a response already went out: all we can do is close
+    closeClient(c);
+    return;
+  }
+  uint16_t status = localReplyStatus(why);
+  k.local_replies[static_cast<int>(why)].inc();
+  k.responses_by_class[status / 100].inc();
+  ex.status = status;
+  ex.resp_started = true;
+  if (w->draining() || c->peer_eof) keep_open = false;
+  const char* reason = reasonPhrase(status);
+  char buf[512];
+  int body_len = static_cast<int>(std::strlen(reason)) + 1;
+  int n = std::snprintf(buf, sizeof(buf),
+                        "HTTP/1.1 %u %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
+                        "%s\r\n%s\n",
+                        status, reason, body_len, keep_open ? "" : "connection: close\r\n",
+                        reason);
+  if (c->out != nullptr) c->out->start = c->out->end = 0;  // drop a half-built head
+  appendOut(c, buf, static_cast<size_t>(n));
+  if (!keep_open) {
+    if (ex.state_in_exchange) {
+      ex.state_in_exchange = false;
+      k.downstream_rq_active.dec();
+    }
+    closeAfterFlush(c);
+    return;
+  }
+  ex.resp_head_done = true;
+  ex.resp_done = true;
+  flushClient(c);
+}
+
+// --- request head rewriting -----------------------------------------------------------------
+
+struct HeadWriter {
+  char* p;
+  char* end;
+  bool ok = true;
+  void put(std::string_view s) {
+    if (static_cast<size_t>(end - p) < s.size()) {
+      ok = false;
+      return;
+    }
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+  void field(std::string_view name, std::string_view value) {
+    put(name);
+    put(": ");
+    put(value);
+    put("\r\n");
+  }
+};
+
+void hex16(uint64_t v, char* out) {
+  static const char kHex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i) {
+    out[i] = kHex[v & 15];
+    v >>= 4;
+  }
+}
+
+bool routeMatches(const config::Route& r, std::string_view host, std::string_view path) {
+  if (path.substr(0, r.path_prefix.size()) != r.path_prefix) return false;
+  if (r.host.empty()) return true;
+  // Host without port (an IPv6 literal keeps its brackets).
+  size_t colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  std::string_view want = r.host;
+  if (want.size() > 2 && want[0] == '*' && want[1] == '.') {
+    want.remove_prefix(1);  // ".example.com"
+    if (host.size() <= want.size()) return false;
+    host = host.substr(host.size() - want.size());
+  } else if (host.size() != want.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < want.size(); ++i) {
+    char a = host[i], b = want[i];
+    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a + 32);
+    if (b >= 'A' && b <= 'Z') b = static_cast<char>(b + 32);
+    if (a != b) return false;
+  }
+  return true;
+}
+
+// The affinity key for maglev / ring_hash.
+uint64_t affinityHash(const ClientConn* c, const RequestHead& h, const config::HashKey& key) {
+  switch (key.source) {
+    case config::HashSource::kHeader: {
+      int32_t i = h.findHeader(key.name);
+      if (i >= 0) return hashBytes(h.headers[i].value.data(), h.headers[i].value.size());
+      break;
+    }
+    case config::HashSource::kCookie: {
+      int32_t i = h.findHeader("cookie");
+      if (i < 0) break;
+      std::string_view v = h.headers[i].value;
+      while (!v.empty()) {
+        size_t semi = v.find(';');
+        std::string_view pair = v.substr(0, semi);
+        while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+        size_t eq = pair.find('=');
+        if (eq != std::string_view::npos && pair.substr(0, eq) == key.name) {
+          std::string_view val = pair.substr(eq + 1);
+          return hashBytes(val.data(), val.size());
+        }
+        if (semi == std::string_view::npos) break;
+        v.remove_prefix(semi + 1);
+      }
+      break;
+    }
+    case config::HashSource::kClientIp:
+      break;
+  }
+  return hashBytes(c->ip, c->ip_len);
+}
+
+// Writes the head sent upstream: the request line in origin-form, every end-to-end field,
+// X-Forwarded-For/-Proto and a request id. False when it does not fit (431).
+bool buildUpstreamHead(ClientConn* c, const RequestHead& h, IoBuffer* b) {
+  const config::Listener& l = listenerCfg(c);
+  HeadWriter out{b->data(), b->data() + b->cap};
+  out.put(h.method_text);
+  out.put(" ");
+  const bool absolute = h.target[0] != '/' && h.target != "*";
+  if (absolute) {  // absolute-form becomes origin-form, keeping the query
+    out.put(h.path);
+    size_t q = h.target.find('?');
+    if (q != std::string_view::npos) out.put(h.target.substr(q));
+  } else {
+    out.put(h.target);
+  }
+  out.put(" HTTP/1.1\r\n");
+  int32_t last_xff = -1;
+  for (uint32_t i = 0; i < h.header_count; ++i) {
+    if (l.xff && equalsLowercase(h.headers[i].name, "x-forwarded-for")) last_xff = static_cast<int32_t>(i);
+  }
+  const std::string_view rid_name = l.request_id_header;
+  bool has_rid = false;
+  for (uint32_t i = 0; i < h.header_count; ++i) {
+    if (h.isHopByHop(i)) continue;
+    const HeaderField& f = h.headers[i];
+    if (absolute && equalsLowercase(f.name, "host")) continue;
+    if (l.xff) {
+      if (equalsLowercase(f.name, "x-forwarded-proto")) continue;
+      if (static_cast<int32_t>(i) == last_xff) {
+        out.put(f.name);
+        out.put(": ");
+        out.put(f.value);
+        out.put(", ");
+        out.put(std::string_view(c->ip, c->ip_len));
+        out.put("\r\n");
+        continue;
+      }
+    }
+    if (!rid_name.empty() && equalsLowercase(f.name, rid_name)) has_rid = true;
+    out.field(f.name, f.value);
+  }
+  if (absolute) out.field("host", h.host);
+  if (h.body == BodyKind::kChunked) out.put("transfer-encoding: chunked\r\n");
+  if (l.xff) {
+    if (last_xff < 0) out.field("x-forwarded-for", std::string_view(c->ip, c->ip_len));
+    out.put("x-forwarded-proto: http\r\n");
+  }
+  if (!rid_name.empty() && !has_rid) {
+    uint64_t seq = c->worker->nextRequestId();
+    char id[32];
+    hex16(mix64(seq ^ (static_cast<uint64_t>(c->worker->id()) << 56) ^ 0x5ca1e9a7e0000000ULL),
+          id);
+    hex16(mix64(seq + 0x9e3779b97f4a7c15ULL * (c->worker->id() + 1)), id + 16);
+    out.field(rid_name, std::string_view(id, 32));
+  }
+  out.put("\r\n");
+  if (!out.ok) return false;
+  b->start = 0;
+  b->end = static_cast<uint32_t>(out.p - b->data());
+  return true;
+}
+
+// --- request side ---------------------------------------------------------------------------
+
+// Extends ex.req_fwd over newly read request-body bytes. False on a framing error or limit.
+bool frameRequestBody(ClientConn* c) {
+  Exchange& ex = c->ex;
+  if (ex.req_done || c->in == nullptr) return true;
+  uint32_t avail = c->in->size() - ex.req_fwd;
+  if (avail == 0) return true;
+  const char* p = c->in->begin() + ex.req_fwd;
+  uint64_t limit = listenerCfg(c).limits.max_request_body_bytes;
+  if (ex.req_body == BodyKind::kContentLength) {
+    uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(avail, ex.req_remaining));
+    ex.req_fwd += take;
+    ex.req_remaining -= take;
+    ex.req_body_bytes += take;
+    if (ex.req_remaining == 0) ex.req_done = true;
+    return true;
+  }
+  ChunkedDecoder::Step s = ex.req_chunks.feed(p, avail);
+  if (s.error) {
+    localReply(c, LocalReply::kBadRequest, false);
+    return false;
+  }
+  ex.req_fwd += static_cast<uint32_t>(s.consumed);
+  if (limit != 0 && ex.req_chunks.payloadBytes() > limit) {
+    localReply(c, LocalReply::kBodyTooLarge, false);
+    return false;
+  }
+  if (s.done) ex.req_done = true;
+  return true;
+}
+
+bool canRetry(const ClientConn* c) {
+  const Exchange& ex = c->ex;
+  if (ex.resp_head_done || ex.resp_started) return false;
+  if (!isIdempotent(ex.method) || ex.req_body != BodyKind::kNone) return false;
+  if (ex.up != nullptr && ex.up->in != nullptr && !ex.up->in->empty()) return false;
+  uint32_t max = 1 + ex.pool->cfg->upstream.retries;
+  return ex.attempts < std::min<uint32_t>(max, kMaxAttempts);
+}
+
+// The upstream failed before any response byte: retry elsewhere or answer 502/504.
+void upstreamFailed(ClientConn* c, bool timeout) {
+  Worker* w = c->worker;
+  Exchange& ex = c->ex;
+  if (canRetry(c)) {
+    w->mutableCounters().upstream_rq_retry.inc();
+    // A pooled connection the member had already closed says nothing about the member:
+    // the retry may go to it again, on a fresh connection.
+    if (ex.up != nullptr && ex.up->reused && ex.exclude_count > 0) --ex.exclude_count;
+    releaseUpstream(c, false);
+    ex.req_head_sent = 0;
+    ex.req_sent = false;
+    assignUpstream(c);
+    return;
+  }
+  localReply(c, timeout ? LocalReply::kGatewayTimeout : LocalReply::kBadGateway,
+             ex.req_done && ex.req_fwd == 0 && !c->peer_eof);
+}
+
+void flushUpstream(ClientConn* c) {
+  Exchange& ex = c->ex;
+  UpstreamConn* u = ex.up;
+  if (u == nullptr || !u->connected) return;
+  iovec iov[2];
+  int n = 0;
+  uint32_t head_left = 0;
+  if (ex.req_head != nullptr && ex.req_head_sent < ex.req_head->end) {
+    head_left = ex.req_head->end - ex.req_head_sent;
+    iov[n++] = {ex.req_head->data() + ex.req_head_sent, head_left};
+  }
+  if (ex.req_fwd > 0) iov[n++] = {c->in->begin(), ex.req_fwd};
+  if (n > 0) {
+    ssize_t wr = ::writev(u->fd, iov, n);
+    if (wr < 0) {
+      if (errno == EAGAIN || errno == EINTR) {
+        setUpWrite(u, true);
+        return;
+      }
+      upstreamFailed(c, false);
+      return;
+    }
+    size_t k = static_cast<size_t>(wr);
+    size_t from_head = std::min<size_t>(k, head_left);
+    ex.req_head_sent += static_cast<uint32_t>(from_head);
+    k -= from_head;
+    if (k > 0) {
+      c->in->start += static_cast<uint32_t>(k);
+      ex.req_fwd -= static_cast<uint32_t>(k);
+    }
+  }
+  bool all_out = (ex.req_head == nullptr || ex.req_head_sent == ex.req_head->end) && ex.req_fwd == 0;
+  setUpWrite(u, !all_out);
+  if (all_out && ex.req_done) ex.req_sent = true;
+  // Backpressure: read more from the client only while its buffer has room.
+  if (c->state == ClientState::kExchange && !c->peer_eof) {
+    if (c->in != nullptr && c->in->room() == 0) c->in->compact();
+    setClientRead(c, c->in == nullptr || c->in->room() > 0);
+  }
+}
+
+// Picks a member and an upstream connection for the exchange, and starts sending.
+bool assignUpstream(ClientConn* c) {
+  Worker* w = c->worker;
+  Exchange& ex = c->ex;
+  PoolView* p = ex.pool;
+  for (;;) {
+    PickInput in;
+    in.hash = ex.hash;
+    in.active = p->active.data();
+    in.exclude = ex.tried;
+    in.exclude_count = ex.exclude_count;
+    in.now = w->now();
+    int32_t m = p->balancer->pick(in);
+    if (m < 0) {
+      localReply(c, ex.attempts == 0 ? LocalReply::kNoHealthyMember : LocalReply::kBadGateway,
+                 ex.req_done && ex.req_fwd == 0);
+      return false;
+    }
+    ++ex.attempts;
+    ex.member = m;
+    if (ex.exclude_count < kMaxAttempts) ex.tried[ex.exclude_count++] = m;
+    ++p->active[m];
+    MemberSlot* s = p->slots[m];
+    UpstreamConn* u = s->idle_head;
+    if (u != nullptr) {
+      unlinkIdle(s, u);
+      u->client = c;
+      ex.up = u;
+      w->mutableCounters().upstream_cx_reused.inc();
+      flushUpstream(c);
+      return true;
+    }
+    int err = 0;
+    u = connectUpstream(w, s, &err);
+    if (u == nullptr) {
+      w->mutableCounters().upstream_cx_connect_fail.inc();
+      --p->active[m];
+      if (canRetry(c)) {
+        w->mutableCounters().upstream_rq_retry.inc();
+        continue;
+      }
+      localReply(c, LocalReply::kBadGateway, ex.req_done && ex.req_fwd == 0);
+      return false;
+    }
+    u->client = c;
+    ex.up = u;
+    if (u->connected) {
+      flushUpstream(c);
+    } else {
+      ex.connect_deadline = w->now() + p->cfg->upstream.connect_timeout;
+      setDeadline(c, std::min(ex.connect_deadline, c->deadline));
+    }
+    return true;
+  }
+}
+
+// A complete request head is at the start of c->in: route it and start the exchange.
+void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
+  Worker* w = c->worker;
+  WorkerCounters& k = w->mutableCounters();
+  const ListenerView& lv = c->view->listeners[c->listener];
+  const config::Listener& l = *lv.cfg;
+  Exchange& ex = c->ex;
+  ex = Exchange();
+  ex.started = w->now();
+  ex.method = h.method;
+  ex.client_keep_alive = h.keep_alive;
+  ex.req_body = h.body;
+  ex.req_remaining = h.body == BodyKind::kContentLength ? h.content_length : 0;
+  ex.req_done = h.body == BodyKind::kNone ||
+                (h.body == BodyKind::kContentLength && h.content_length == 0);
+  ex.state_in_exchange = true;
+  c->state = ClientState::kExchange;
+  c->head_started = MonoTime{};
+  k.downstream_rq_total.inc();
+  k.downstream_rq_active.inc();
+  setDeadline(c, ex.started + l.timeouts.request);
+
+  const RouteView* rv = nullptr;
+  for (const RouteView& r : lv.routes) {
+    if (routeMatches(*r.route, h.host, h.path)) {
+      rv = &r;
+      break;
+    }
+  }
+  if (rv == nullptr) {
+    c->in->start += head_bytes;
+    localReply(c, LocalReply::kNotFound, ex.req_done);
+    return;
+  }
+  if (h.method == Method::kConnect || h.upgrade) {
+    // Tunnels (CONNECT, Upgrade) are not proxied by the HTTP/1.1 path.
+    c->in->start += head_bytes;
+    localReply(c, LocalReply::kNotImplemented, false);
+    return;
+  }
+  if (h.body == BodyKind::kContentLength && l.limits.max_request_body_bytes != 0 &&
+      h.content_length > l.limits.max_request_body_bytes) {
+    c->in->start += head_bytes;
+    localReply(c, LocalReply::kBodyTooLarge, false);
+    return;
+  }
+  ex.pool = rv->pool;
+  ex.req_head = w->buffers().get();
+  if (!buildUpstreamHead(c, h, ex.req_head)) {
+    c->in->start += head_bytes;
+    localReply(c, LocalReply::kHeaderTooLarge, false);
+    return;
+  }
+  config::BalanceAlgorithm algo = ex.pool->cfg->balance;
+  if (algo == config::BalanceAlgorithm::kMaglev || algo == config::BalanceAlgorithm::kRingHash) {
+    ex.hash = affinityHash(c, h, ex.pool->cfg->hash);
+  }
+  c->in->start += head_bytes;  // the head is no longer needed: req_head holds its rewrite
+  if (!frameRequestBody(c)) return;
+  assignUpstream(c);
+}
+
+// Parses and starts requests while the connection is between exchanges.
+void processHeads(ClientConn* c) {
+  Worker* w = c->worker;
+  if (c->in_process) return;  // an outer call is looping already
+  c->in_process = true;
+  while (c->fd >= 0 && c->state == ClientState::kHead) {
+    if (c->in == nullptr || c->in->empty()) {
+      releaseIfEmpty(w->buffers(), c->in);
+      if (w->draining()) closeClient(c);
+      break;
+    }
+    if (c->view != w->view()) {  // a new snapshot: requests from now on use it
+      SnapshotView* nv = w->view();
+      int li = nv->listenerIndex(listenerCfg(c).name);
+      if (li < 0) {
+        closeClient(c);
+        break;
+      }
+      w->retainView(nv);
+      w->releaseView(c->view);
+      c->view = nv;
+      c->listener = li;
+    }
+    const ListenerView& lv = c->view->listeners[c->listener];
+    RequestHead& h = w->requestHead();
+    ParseOutcome o = parseRequestHead(c->in->begin(), c->in->size(), lv.limits, &h);
+    if (o.state == ParseState::kIncomplete) {
+      if (c->head_started == MonoTime{}) {
+        c->head_started = w->now();
+        setDeadline(c, w->now() + lv.cfg->timeouts.request_header);
+      }
+      if (c->in->room() == 0) c->in->compact();
+      break;
+    }
+    if (o.state == ParseState::kError) {
+      w->mutableCounters().downstream_cx_protocol_error.inc();
+      localReply(c, replyForParseStatus(o.error_status), false);
+      break;
+    }
+    startExchange(c, h, o.head_bytes);
+  }
+  c->in_process = false;
+}
+
+// --- response side --------------------------------------------------------------------------
+
+// Extends ex.resp_fwd over newly read response-body bytes. False on a framing error.
+bool frameResponseBody(ClientConn* c) {
+  Exchange& ex = c->ex;
+  UpstreamConn* u = ex.up;
+  if (ex.resp_done || u == nullptr || u->in == nullptr) return true;
+  uint32_t avail = u->in->size() - ex.resp_fwd;
+  if (avail == 0) return true;
+  switch (ex.resp_body) {
+    case BodyKind::kContentLength: {
+      uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(avail, ex.resp_remaining));
+      ex.resp_fwd += take;
+      ex.resp_remaining -= take;
+      if (ex.resp_remaining == 0) ex.resp_done = true;
+      return true;
+    }
+    case BodyKind::kChunked: {
+      ChunkedDecoder::Step s = ex.resp_chunks.feed(u->in->begin() + ex.resp_fwd, avail);
+      if (s.error) return false;
+      ex.resp_fwd += static_cast<uint32_t>(s.consumed);
+      if (s.done) ex.resp_done = true;
+      return true;
+    }
+    case BodyKind::kUntilClose:
+      ex.resp_fwd += avail;
+      return true;
+    case BodyKind::kNone:
+      ex.resp_done = true;
+      return true;
+  }
+  return true;
+}
+
+// Writes the client-facing response head into c->out.
+bool buildClientHead(ClientConn* c, const ResponseHead& r) {
+  IoBuffer* b = ensureOut(c);
+  b->compact();
+  HeadWriter out{b->data() + b->end, b->data() + b->cap};
+  char status[4] = {static_cast<char>('0' + r.status / 100),
+                    static_cast<char>('0' + r.status / 10 % 10),
+                    static_cast<char>('0' + r.status % 10), ' '};
+  out.put("HTTP/1.1 ");
+  out.put(std::string_view(status, 4));
+  out.put(r.reason);
+  out.put("\r\n");
+  for (uint32_t i = 0; i < r.header_count; ++i) {
+    if (r.isHopByHop(i)) continue;
+    out.field(r.headers[i].name, r.headers[i].value);
+  }
+  if (r.body == BodyKind::kChunked) out.put("transfer-encoding: chunked\r\n");
+  if (!c->ex.client_keep_alive) out.put("connection: close\r\n");
+  out.put("\r\n");
+  if (!out.ok) return false;
+  b->end = static_cast<uint32_t>(out.p - b->data());
+  return true;
+}
+
+void upstreamInput(ClientConn* c) {
+  Worker* w = c->worker;
+  Exchange& ex = c->ex;
+  UpstreamConn* u = ex.up;
+  while (!ex.resp_head_done) {
+    ResponseHead& r = w->responseHead();
+    const ListenerView& lv = c->view->listeners[c->listener];
+    ParseOutcome o = parseResponseHead(u->in->begin(), u->in->size(), lv.limits, ex.method, &r);
+    if (o.state == ParseState::kIncomplete) {
+      if (u->in->room() == 0) u->in->compact();
+      if (u->in->room() == 0) {
+        localReply(c, LocalReply::kBadGateway, false);
+        return;
+      }
+      return;
+    }
+    if (o.state == ParseState::kError) {
+      localReply(c, LocalReply::kBadGateway, false);
+      return;
+    }
+    if (r.status < 200) {
+      // Interim responses (100 Continue, 103 Early Hints) pass to 1.1 clients as they are.
+      if (r.status == 101) {
+        localReply(c, LocalReply::kBadGateway, false);
+        return;
+      }
+      appendOut(c, u->in->begin(), o.head_bytes);
+      u->in->start += o.head_bytes;
+      if (u->in->empty()) break;
+      continue;
+    }
+    ex.resp_head_done = true;
+    ex.status = r.status;
+    ex.resp_body = r.body;
+    ex.resp_remaining = r.body == BodyKind::kContentLength ? r.content_length : 0;
+    ex.up_keep_alive = r.keep_alive;
+    if (r.body == BodyKind::kUntilClose || !ex.req_done || c->peer_eof || w->draining()) {
+      ex.client_keep_alive = false;
+    }
+    bool rewrite = r.version_minor != 1 || !ex.client_keep_alive;
+    for (uint32_t i = 0; !rewrite && i < (r.header_count + 63) / 64; ++i) {
+      rewrite = r.hop_by_hop_mask[i] != 0;
+    }
+    if (rewrite) {
+      if (!buildClientHead(c, r)) {
+        localReply(c, LocalReply::kBadGateway, false);
+        return;
+      }
+      u->in->start += o.head_bytes;
+    } else {
+      ex.resp_fwd = o.head_bytes;  // forwarded as received, straight from u->in
+    }
+    if (r.body == BodyKind::kNone ||
+        (r.body == BodyKind::kContentLength && r.content_length == 0)) {
+      ex.resp_done = true;
+    }
+    w->mutableCounters().responses_by_class[r.status / 100].inc();
+    ex.resp_started = true;
+    if (ex.req_head != nullptr) {  // no retry after a response: the rewritten head can go
+      w->buffers().put(ex.req_head);
+      ex.req_head = nullptr;
+    }
+  }
+  if (!frameResponseBody(c)) {
+    w->mutableCounters().upstream_reset_mid_response.inc();
+    flushClient(c);
+    closeClient(c);
+    return;
+  }
+  flushClient(c);
+}
+
+void upstreamEof(ClientConn* c, bool reset) {
+  Worker* w = c->worker;
+  Exchange& ex = c->ex;
+  if (!ex.resp_head_done) {
+    bool partial = ex.up->in != nullptr && !ex.up->in->empty();
+    if (partial || !ex.resp_started) {
+      if (partial) {
+        localReply(c, LocalReply::kBadGateway, false);
+      } else {
+        upstreamFailed(c, false);
+      }
+      return;
+    }
+  }
+  if (ex.resp_body == BodyKind::kUntilClose && !reset) {
+    ex.resp_done = true;
+    ex.client_keep_alive = false;
+    flushClient(c);
+    return;
+  }
+  // The member closed in the middle of a response: the client gets what was framed, then a
+  // close, so it can tell the response is truncated.
+  w->mutableCounters().upstream_reset_mid_response.inc();
+  ex.up_keep_alive = false;
+  flushClient(c);
+  if (c->fd >= 0 && c->state != ClientState::kClosing) closeClient(c);
+}
+
+// --- completion -----------------------------------------------------------------------------
+
+void finishExchange(ClientConn* c) {
+  Worker* w = c->worker;
+  Exchange& ex = c->ex;
+  bool reusable = ex.up_keep_alive && ex.req_sent && ex.resp_body != BodyKind::kUntilClose;
+  releaseUpstream(c, reusable);
+  if (ex.req_head != nullptr) {
+    w->buffers().put(ex.req_head);
+    ex.req_head = nullptr;
+  }
+  if (ex.state_in_exchange) {
+    ex.state_in_exchange = false;
+    w->mutableCounters().downstream_rq_active.dec();
+  }
+  releaseIfEmpty(w->buffers(), c->out);
+  if (!ex.client_keep_alive || c->peer_eof || w->draining() || !ex.req_done || ex.req_fwd > 0) {
+    closeAfterFlush(c);
+    return;
+  }
+  c->state = ClientState::kHead;
+  c->head_started = MonoTime{};
+  setDeadline(c, w->now() + listenerCfg(c).timeouts.idle);
+  if (c->in != nullptr && c->in->room() == 0) c->in->compact();
+  setClientRead(c, true);
+  releaseIfEmpty(w->buffers(), c->in);
+  processHeads(c);  // pipelined requests already buffered
+}
+
+void flushClient(ClientConn* c) {
+  Worker* w = c->worker;
+  Exchange& ex = c->ex;
+  UpstreamConn* u = ex.up;
+  iovec iov[2];
+  int n = 0;
+  uint32_t out_left = c->out != nullptr ? c->out->size() : 0;
+  if (out_left > 0) iov[n++] = {c->out->begin(), out_left};
+  if (u != nullptr && ex.resp_fwd > 0) iov[n++] = {u->in->begin(), ex.resp_fwd};
+  if (n > 0) {
+    ssize_t wr = ::writev(c->fd, iov, n);
+    if (wr < 0) {
+      if (errno == EAGAIN || errno == EINTR) {
+        setClientWrite(c, true);
+        return;
+      }
+      closeClient(c);  // the client went away
+      return;
+    }
+    size_t k = static_cast<size_t>(wr);
+    size_t from_out = std::min<size_t>(k, out_left);
+    if (from_out > 0) c->out->start += static_cast<uint32_t>(from_out);
+    k -= from_out;
+    if (k > 0) {
+      u->in->start += static_cast<uint32_t>(k);
+      ex.resp_fwd -= static_cast<uint32_t>(k);
+    }
+  }
+  bool all_out = (c->out == nullptr || c->out->empty()) && (u == nullptr || ex.resp_fwd == 0);
+  setClientWrite(c, !all_out);
+  if (!all_out) {
+    // Backpressure: stop reading the member while its buffer is full.
+    if (u != nullptr && u->in->room() == 0) {
+      u->in->compact();
+      if (u->in->room() == 0) setUpRead(u, false);
+    }
+    return;
+  }
+  if (c->out != nullptr) releaseIfEmpty(w->buffers(), c->out);
+  if (c->state == ClientState::kClosing) {
+    if (!c->shut_wr) {
+      ::shutdown(c->fd, SHUT_WR);  // lingering close: let the client read the reply first
+      c->shut_wr = true;
+      setClientRead(c, true);
+    }
+    return;
+  }
+  if (c->state == ClientState::kExchange && ex.resp_done) {
+    finishExchange(c);
+    return;
+  }
+  if (u != nullptr) {
+    if (u->in != nullptr && u->in->room() == 0) u->in->compact();
+    setUpRead(u, true);
+  }
+}
+
+// --- event callbacks ------------------------------------------------------------------------
+
+void onClientRead(evutil_socket_t fd, short, void* arg) {
+  auto* c = static_cast<ClientConn*>(arg);
+  Worker* w = c->worker;
+  w->refreshNow();
+  if (c->state == ClientState::kClosing) {  // discard until the client closes too
+    char sink[4096];
+    ssize_t n = ::read(fd, sink, sizeof(sink));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) closeClient(c);
+    return;
+  }
+  if (c->in == nullptr) c->in = w->buffers().get();
+  if (c->in->room() == 0) c->in->compact();
+  if (c->in->room() == 0) {
+    setClientRead(c, false);
+    return;
+  }
+  ssize_t n = ::read(fd, c->in->data() + c->in->end, c->in->room());
+  if (n > 0) {
+    c->in->end += static_cast<uint32_t>(n);
+    if (c->state == ClientState::kHead) {
+      processHeads(c);
+      return;
+    }
+    // kExchange: more request body, or the next pipelined request (kept for later).
+    if (!c->ex.req_done) {
+      if (!frameRequestBody(c)) return;
+      flushUpstream(c);
+    } else if (c->in->room() == 0) {
+      c->in->compact();
+      if (c->in->room() == 0) setClientRead(c, false);
+    }
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  // EOF or error from the client.
+  if (n == 0 && c->state == ClientState::kExchange && c->ex.req_done) {
+    c->peer_eof = true;  // half-close after a whole request: still answer it
+    setClientRead(c, false);
+    return;
+  }
+  closeClient(c);
+}
+
+void onClientWrite(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<ClientConn*>(arg);
+  c->worker->refreshNow();
+  flushClient(c);
+}
+
+void onClientTimer(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<ClientConn*>(arg);
+  Worker* w = c->worker;
+  MonoTime now = w->refreshNow();
+  c->timer_armed = false;
+  if (now < c->deadline) {
+    setDeadline(c, c->deadline);
+    return;
+  }
+  switch (c->state) {
+    case ClientState::kHead:
+      if (c->in != nullptr && !c->in->empty()) {
+        localReply(c, LocalReply::kRequestTimeout, false);
+      } else {
+        w->mutableCounters().downstream_cx_idle_timeout.inc();
+        closeClient(c);
+      }
+      return;
+    case ClientState::kExchange: {
+      Exchange& ex = c->ex;
+      MonoTime request_deadline = ex.started + listenerCfg(c).timeouts.request;
+      bool connecting = ex.up != nullptr && !ex.up->connected;
+      if (connecting && now >= ex.connect_deadline && now < request_deadline) {
+        w->mutableCounters().upstream_cx_connect_fail.inc();
+        setDeadline(c, request_deadline);
+        upstreamFailed(c, true);
+        return;
+      }
+      if (now < request_deadline) {
+        setDeadline(c, connecting ? std::min(ex.connect_deadline, request_deadline)
+                                  : request_deadline);
+        return;
+      }
+      if (ex.resp_started) {
+        closeClient(c);
+      } else {
+        localReply(c, LocalReply::kGatewayTimeout, false);
+      }
+      return;
+    }
+    case ClientState::kClosing:
+      closeClient(c);
+      return;
+  }
+}
+
+void onUpstreamRead(evutil_socket_t fd, short, void* arg) {
+  auto* u = static_cast<UpstreamConn*>(arg);
+  Worker* w = u->worker;
+  w->refreshNow();
+  ClientConn* c = u->client;
+  if (c == nullptr) {  // idle in the pool: the member closed it (or sent junk)
+    closeIdleUpstream(u);
+    return;
+  }
+  if (u->in == nullptr) u->in = w->buffers().get();
+  if (u->in->room() == 0) u->in->compact();
+  if (u->in->room() == 0) {
+    setUpRead(u, false);
+    return;
+  }
+  ssize_t n = ::read(fd, u->in->data() + u->in->end, u->in->room());
+  if (n > 0) {
+    u->in->end += static_cast<uint32_t>(n);
+    upstreamInput(c);
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  upstreamEof(c, n < 0);
+}
+
+void onUpstreamWrite(evutil_socket_t fd, short, void* arg) {
+  auto* u = static_cast<UpstreamConn*>(arg);
+  Worker* w = u->worker;
+  w->refreshNow();
+  ClientConn* c = u->client;
+  if (c == nullptr) {
+    setUpWrite(u, false);
+    return;
+  }
+  if (!u->connected) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      w->mutableCounters().upstream_cx_connect_fail.inc();
+      upstreamFailed(c, false);
+      return;
+    }
+    u->connected = true;
+    c->deadline = c->ex.started + listenerCfg(c).timeouts.request;  // lazily re-armed
+  }
+  flushUpstream(c);
+}
+
+}  // namespace
+
+void acceptClient(Worker* w, int fd, const sockaddr* peer, socklen_t peer_len, int listener) {
+  auto* c = new ClientConn();
+  c->fd = fd;
+  c->worker = w;
+  c->view = w->view();
+  w->retainView(c->view);
+  c->listener = listener;
+  SocketAddress a(peer, peer_len);
+  c->ip_len = static_cast<uint8_t>(a.ipToChars(c->ip, sizeof(c->ip)));
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  event_assign(&c->rev, w->base(), fd, EV_READ | EV_PERSIST, onClientRead, c);
+  event_assign(&c->wev, w->base(), fd, EV_WRITE | EV_PERSIST, onClientWrite, c);
+  evtimer_assign(&c->timer, w->base(), onClientTimer, c);
+  w->addClient(c);
+  setClientRead(c, true);
+  // A new connection must send its first request within the request-header timeout.
+  setDeadline(c, w->now() + listenerCfg(c).timeouts.request_header);
+}
+
+void closeClient(ClientConn* c) {
+  if (c->fd < 0) return;
+  Worker* w = c->worker;
+  releaseUpstream(c, false);
+  Exchange& ex = c->ex;
+  if (ex.req_head != nullptr) w->buffers().put(ex.req_head);
+  ex.req_head = nullptr;
+  if (ex.state_in_exchange) w->mutableCounters().downstream_rq_active.dec();
+  ex.state_in_exchange = false;
+  if (c->in != nullptr) w->buffers().put(c->in);
+  if (c->out != nullptr) w->buffers().put(c->out);
+  c->in = c->out = nullptr;
+  event_del(&c->rev);
+  event_del(&c->wev);
+  event_del(&c->timer);
+  ::close(c->fd);
+  c->fd = -1;
+  w->releaseView(c->view);
+  c->view = nullptr;
+  w->clientClosed(c);
+  w->deferDelete(c);
+}
+
+bool clientIsIdle(const ClientConn* c) {
+  return c->state == ClientState::kHead && (c->in == nullptr || c->in->empty());
+}
+
+void closeIdleUpstream(UpstreamConn* u) {
+  unlinkIdle(u->slot, u);
+  destroyUpstream(u);
+}
+
+}  // namespace scalegate::l7proxy
