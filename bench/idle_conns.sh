@@ -6,7 +6,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/lib.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$here/lib.sh"
 
 count=10000
@@ -49,6 +49,7 @@ fd_limit=$(ulimit -n)
 ((count + 64 <= fd_limit)) || sg_die "--connections $count needs more descriptors than ulimit -n ($fd_limit) allows"
 
 sg_init
+[[ $proxy == scalegate ]] && sg_ensure_built scalegate control/scalegate
 sg_start_backend b1 0
 backend_port=$SG_LAST_PORT
 echo "backend: b1 127.0.0.1:$backend_port (pid $SG_LAST_PID)"
@@ -71,6 +72,7 @@ rss_before=$(rss_total)
 
 coproc CLIENT { exec python3 "$here/idle_clients.py" --port "$port" --count "$count" \
   --timeout "$timeout_s" --hold $((timeout_s + 60)); }
+# shellcheck disable=SC2153  # CLIENT_PID is set by coproc
 client_pid=$CLIENT_PID
 sg_track "$client_pid"
 line=""

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # globals are read by the scripts that source this
 # Shared helpers for scalegate's bench scripts. Source it; it defines functions and globals
 # prefixed sg_/SG_ and changes no shell options of its caller.
 #
@@ -162,7 +163,7 @@ http {
 EOF
     if (($# == 0)); then
       # No backends: nginx answers by itself (the reference for sgbackend's own speed).
-      echo "  server { listen 127.0.0.1:$port; location / { return 200 \"b1\\n\"; } }"
+      printf '  server { listen 127.0.0.1:%s; location / { return 200 "b1\\n"; } }\n' "$port"
     else
       echo "  upstream pool {"
       local p

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/lib.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$here/lib.sh"
 
 rounds=3
@@ -66,6 +66,9 @@ done
 
 sg_init
 mkdir -p "$out_dir"
+# Build (or find) the binaries before anything starts.
+[[ ,$only, == *,scalegate,* ]] && sg_ensure_built scalegate control/scalegate
+sg_ensure_built sgbackend bench/sgbackend
 ulimit -n "$(ulimit -Hn)"
 
 # CPU placement: the machine has two cores. The target under test gets CPU 1 to itself so its

@@ -40,11 +40,11 @@
 namespace scalegate::bench {
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;        // one read() per readiness event, at most
-constexpr size_t kMaxHeadBytes = 64 * 1024;     // request line + headers; beyond: 431
-constexpr size_t kMaxChunkLine = 4096;          // chunk-size line incl. extensions; beyond: 400
-constexpr size_t kOutputHighWater = 256 * 1024; // stop parsing pipelined requests above this
-constexpr size_t kStreamChunk = 64 * 1024;      // /big/N is sent from a static pattern buffer
+constexpr size_t kReadChunk = 64 * 1024;         // one read() per readiness event, at most
+constexpr size_t kMaxHeadBytes = 64 * 1024;      // request line + headers; beyond: 431
+constexpr size_t kMaxChunkLine = 4096;           // chunk-size line incl. extensions; beyond: 400
+constexpr size_t kOutputHighWater = 256 * 1024;  // stop parsing pipelined requests above this
+constexpr size_t kStreamChunk = 64 * 1024;       // /big/N is sent from a static pattern buffer
 constexpr int kSlowBodyChunks = 5;
 constexpr int kMaxEvents = 256;
 constexpr int64_t kNsPerMs = 1000 * 1000;
@@ -78,10 +78,20 @@ std::optional<uint64_t> parseSizeText(std::string_view s) {
   uint64_t mult = 1;
   if (!s.empty()) {
     switch (s.back()) {
-      case 'k': case 'K': mult = 1ull << 10; break;
-      case 'm': case 'M': mult = 1ull << 20; break;
-      case 'g': case 'G': mult = 1ull << 30; break;
-      default: break;
+      case 'k':
+      case 'K':
+        mult = 1ull << 10;
+        break;
+      case 'm':
+      case 'M':
+        mult = 1ull << 20;
+        break;
+      case 'g':
+      case 'G':
+        mult = 1ull << 30;
+        break;
+      default:
+        break;
     }
     if (mult != 1) s.remove_suffix(1);
   }
@@ -93,7 +103,10 @@ std::optional<uint64_t> parseSizeText(std::string_view s) {
 // "0", "250us", "5ms", "1.5s" -> nanoseconds.
 std::optional<int64_t> parseDurationNs(std::string_view s) {
   if (s == "0") return 0;
-  struct Unit { std::string_view suffix; double ns; };
+  struct Unit {
+    std::string_view suffix;
+    double ns;
+  };
   static constexpr Unit kUnits[] = {{"ns", 1}, {"us", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}};
   for (const Unit& u : kUnits) {
     if (s.size() > u.suffix.size() && s.ends_with(u.suffix)) {
@@ -174,29 +187,52 @@ void forEachToken(std::string_view list, Fn fn) {
 
 const char* reasonPhrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Status";
   }
 }
 
@@ -232,8 +268,8 @@ enum class Behaviour : uint8_t {
   kDefault,
   kHealth,
   kEcho,
-  kStatus,      // arg = status code
-  kDelay,       // arg = milliseconds
+  kStatus,  // arg = status code
+  kDelay,   // arg = milliseconds
   kCloseMid,
   kCloseBefore,
   kReset,
@@ -278,7 +314,7 @@ struct Request {
   ChunkState chunk_state = ChunkState::kSize;
   uint64_t body_remaining = 0;  // kLength: bytes left; kChunked: bytes left in this chunk
   uint64_t body_bytes = 0;
-  std::string echo;  // /echo only: request line and headers as received
+  std::string echo;            // /echo only: request line and headers as received
   EVP_MD_CTX* sha1 = nullptr;  // /echo only
 };
 
@@ -900,8 +936,9 @@ void Worker::respond(Conn* c) {
       break;
     case Behaviour::kChunked: {
       if (req.http10) req.keep_alive = false;  // 1.0 has no chunked coding: close-delimited
-      appendHead(c, 200, req.http10 ? "Content-Type: text/plain\r\n"
-                                    : "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
+      appendHead(c, 200,
+                 req.http10 ? "Content-Type: text/plain\r\n"
+                            : "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
                  -1);
       if (req.head_method) break;
       for (int i = 1; i <= 4; ++i) {
@@ -929,8 +966,9 @@ void Worker::respond(Conn* c) {
       break;
     case Behaviour::kSlowBody:
       if (req.http10) req.keep_alive = false;
-      appendHead(c, 200, req.http10 ? "Content-Type: text/plain\r\n"
-                                    : "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
+      appendHead(c, 200,
+                 req.http10 ? "Content-Type: text/plain\r\n"
+                            : "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
                  -1);
       if (req.head_method) break;
       c->slow_chunks_sent = 0;
@@ -1149,8 +1187,9 @@ Request bodies (Content-Length or chunked) are read in full before the response.
 
 int runMain(int argc, char** argv) {
   Options opt;
-  CLI::App app{"sgbackend: scalegate's instance simulator, a fast HTTP/1.1 origin server that "
-               "stands in for a VM-pool member in tests and benchmarks."};
+  CLI::App app{
+      "sgbackend: scalegate's instance simulator, a fast HTTP/1.1 origin server that "
+      "stands in for a VM-pool member in tests and benchmarks."};
   app.footer(kBehaviours);
   app.add_option("--listen", opt.listen, "HOST:PORT to listen on; port 0 picks a free port")
       ->capture_default_str();
@@ -1225,17 +1264,16 @@ int runMain(int argc, char** argv) {
   std::vector<int> listeners;
   int first = openListener(addr, addr_len);
   if (first < 0) {
-    std::fprintf(stderr, "sgbackend: listen on %s: %s\n", opt.listen.c_str(),
-                 std::strerror(errno));
+    std::fprintf(stderr, "sgbackend: listen on %s: %s\n", opt.listen.c_str(), std::strerror(errno));
     return 1;
   }
   listeners.push_back(first);
   sockaddr_storage bound{};
   socklen_t bound_len = sizeof(bound);
   getsockname(first, reinterpret_cast<sockaddr*>(&bound), &bound_len);
-  uint16_t port = ntohs(bound.ss_family == AF_INET6
-                            ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  uint16_t port =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   if (addr.ss_family == AF_INET6) {
     reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(port);
   } else {
