@@ -586,6 +586,7 @@ void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
   ex.started = w->now();
   ex.method = h.method;
   ex.client_keep_alive = h.keep_alive;
+  ex.client_http10 = h.version_minor == 0;
   ex.req_body = h.body;
   ex.req_remaining = h.body == BodyKind::kContentLength ? h.content_length : 0;
   ex.req_done = h.body == BodyKind::kNone ||
@@ -732,7 +733,11 @@ bool buildClientHead(ClientConn* c, const ResponseHead& r) {
     out.field(r.headers[i].name, r.headers[i].value);
   }
   if (r.body == BodyKind::kChunked) out.put("transfer-encoding: chunked\r\n");
-  if (!c->ex.client_keep_alive) out.put("connection: close\r\n");
+  if (!c->ex.client_keep_alive) {
+    out.put("connection: close\r\n");
+  } else if (c->ex.client_http10) {
+    out.put("connection: keep-alive\r\n");
+  }
   out.put("\r\n");
   if (!out.ok) return false;
   b->end = static_cast<uint32_t>(out.p - b->data());
@@ -778,7 +783,7 @@ void upstreamInput(ClientConn* c) {
     if (r.body == BodyKind::kUntilClose || !ex.req_done || c->peer_eof || w->draining()) {
       ex.client_keep_alive = false;
     }
-    bool rewrite = r.version_minor != 1 || !ex.client_keep_alive;
+    bool rewrite = r.version_minor != 1 || !ex.client_keep_alive || ex.client_http10;
     for (uint32_t i = 0; !rewrite && i < (r.header_count + 63) / 64; ++i) {
       rewrite = r.hop_by_hop_mask[i] != 0;
     }
@@ -826,6 +831,7 @@ void upstreamEof(ClientConn* c, bool reset) {
     }
   }
   if (ex.resp_body == BodyKind::kUntilClose && !reset) {
+    setUpRead(ex.up, false);  // EOF stays readable; do not spin on it while the client drains
     ex.resp_done = true;
     ex.client_keep_alive = false;
     flushClient(c);
@@ -860,6 +866,7 @@ void finishExchange(ClientConn* c) {
     return;
   }
   c->state = ClientState::kHead;
+  c->ex = Exchange();  // between requests the exchange is clean (local replies look at it)
   c->head_started = MonoTime{};
   setDeadline(c, w->now() + listenerCfg(c).timeouts.idle);
   if (c->in != nullptr && c->in->room() == 0) c->in->compact();
