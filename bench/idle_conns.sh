@@ -22,8 +22,8 @@ usage: $0 [options]
                     (default $max_kb)
   --proxy NAME      scalegate | haproxy | nginx (default $proxy)
   --timeout S       seconds allowed for opening all connections (default $timeout_s)
-env: SG_BIN_DIR (default build/release) holds bench/sgbackend and control/scalegate; they are
-     built with the release preset when missing.
+env: SG_BIN_DIR (default build/release) holds bench/sgbackend and control/scalegate, built with
+     the release preset when missing there; SG_SGBACKEND / SG_SCALEGATE name either binary.
 EOF
 }
 
@@ -49,7 +49,7 @@ fd_limit=$(ulimit -n)
 ((count + 64 <= fd_limit)) || sg_die "--connections $count needs more descriptors than ulimit -n ($fd_limit) allows"
 
 sg_init
-[[ $proxy == scalegate ]] && sg_ensure_built scalegate control/scalegate
+[[ $proxy == scalegate ]] && sg_ensure_built scalegate "$SG_SCALEGATE"
 sg_start_backend b1 0
 backend_port=$SG_LAST_PORT
 echo "backend: b1 127.0.0.1:$backend_port (pid $SG_LAST_PID)"

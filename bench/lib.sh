@@ -6,7 +6,7 @@
 #   sg_track PID...          kill these on exit (children of nginx go with their master)
 #   sg_free_port             a currently free loopback TCP port
 #   sg_wait_port PORT [S]    wait until 127.0.0.1:PORT accepts (bounded)
-#   sg_ensure_built TARGET   build a CMake target with the release preset if its binary is missing
+#   sg_ensure_built TARGET BIN  build a CMake target with the release preset if BIN is missing
 #   sg_start_backend ID CPU [ARGS...]   start sgbackend pinned to CPU; sets SG_LAST_PORT, SG_LAST_PID
 #   sg_start_proxy NAME CPU PORT BACKEND_PORT...  start haproxy|nginx|scalegate; sets SG_PROXY_PIDS
 #   sg_stop_proxy            stop what sg_start_proxy started
@@ -15,6 +15,10 @@
 
 SG_REPO=${SG_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 SG_BIN_DIR=${SG_BIN_DIR:-$SG_REPO/build/release}
+# Either binary may also be named on its own (e.g. a fresh sgbackend next to another build's
+# scalegate); a binary named this way is never built by these scripts.
+SG_SGBACKEND=${SG_SGBACKEND:-$SG_BIN_DIR/bench/sgbackend}
+SG_SCALEGATE=${SG_SCALEGATE:-$SG_BIN_DIR/control/scalegate}
 SG_TMP=""
 SG_PIDS=()
 SG_PROXY_PIDS=()
@@ -65,13 +69,13 @@ sg_wait_port() {
   return 1
 }
 
-# sg_ensure_built TARGET RELPATH: builds TARGET with the release preset when
-# $SG_BIN_DIR/RELPATH does not exist yet.
+# sg_ensure_built TARGET BIN: builds TARGET with the release preset when BIN does not exist
+# yet and is where that preset puts it.
 sg_ensure_built() {
-  local target=$1 rel=$2
-  [[ -x $SG_BIN_DIR/$rel ]] && return 0
-  if [[ $SG_BIN_DIR != "$SG_REPO/build/release" ]]; then
-    sg_die "$SG_BIN_DIR/$rel not found (SG_BIN_DIR is set, so not building it)"
+  local target=$1 bin=$2
+  [[ -x $bin ]] && return 0
+  if [[ $bin != "$SG_REPO/build/release/"* ]]; then
+    sg_die "$bin not found (not building it: it is outside build/release)"
   fi
   sg_log "building $target (cmake --preset release) ..."
   (cd "$SG_REPO" && cmake --preset release >/dev/null &&
@@ -83,10 +87,10 @@ sg_ensure_built() {
 sg_start_backend() {
   local id=$1 cpu=$2
   shift 2
-  sg_ensure_built sgbackend bench/sgbackend
+  sg_ensure_built sgbackend "$SG_SGBACKEND"
   local port_file=$SG_TMP/$id.port
   rm -f "$port_file"
-  taskset -c "$cpu" "$SG_BIN_DIR/bench/sgbackend" --id "$id" --listen 127.0.0.1:0 \
+  taskset -c "$cpu" "$SG_SGBACKEND" --id "$id" --listen 127.0.0.1:0 \
     --port-file "$port_file" "$@" >"$SG_TMP/$id.log" 2>&1 &
   SG_LAST_PID=$!
   sg_track "$SG_LAST_PID"
@@ -233,15 +237,15 @@ sg_start_proxy() {
       pid=$!
       ;;
     scalegate)
-      sg_ensure_built scalegate control/scalegate
+      sg_ensure_built scalegate "$SG_SCALEGATE"
       sg_write_scalegate_cfg "$dir/scalegate.yaml" "$port" "$@"
-      taskset -c "$cpu" "$SG_BIN_DIR/control/scalegate" --config "$dir/scalegate.yaml" \
+      taskset -c "$cpu" "$SG_SCALEGATE" --config "$dir/scalegate.yaml" \
         --workers 1 >"$dir/log" 2>&1 &
       pid=$!
       ;;
     sgbackend)
-      sg_ensure_built sgbackend bench/sgbackend
-      taskset -c "$cpu" "$SG_BIN_DIR/bench/sgbackend" --id b1 --listen "127.0.0.1:$port" \
+      sg_ensure_built sgbackend "$SG_SGBACKEND"
+      taskset -c "$cpu" "$SG_SGBACKEND" --id b1 --listen "127.0.0.1:$port" \
         --quiet >"$dir/log" 2>&1 &
       pid=$!
       ;;

@@ -30,8 +30,8 @@ usage: $0 [options]
                     ("--only sgbackend,nginx-return" compares sgbackend with nginx)
   --path P          request path (default $path)
   --out DIR         where the TSV and the PNG chart go (default $out_dir)
-env: SG_BIN_DIR (default build/release) holds bench/sgbackend and control/scalegate; they are
-     built with the release preset when missing.
+env: SG_BIN_DIR (default build/release) holds bench/sgbackend and control/scalegate, built with
+     the release preset when missing there; SG_SGBACKEND / SG_SCALEGATE name either binary.
 EOF
 }
 
@@ -67,8 +67,8 @@ done
 sg_init
 mkdir -p "$out_dir"
 # Build (or find) the binaries before anything starts.
-[[ ,$only, == *,scalegate,* ]] && sg_ensure_built scalegate control/scalegate
-sg_ensure_built sgbackend bench/sgbackend
+[[ ,$only, == *,scalegate,* ]] && sg_ensure_built scalegate "$SG_SCALEGATE"
+sg_ensure_built sgbackend "$SG_SGBACKEND"
 ulimit -n "$(ulimit -Hn)"
 
 # CPU placement: the machine has two cores. The target under test gets CPU 1 to itself so its
@@ -90,7 +90,7 @@ if ((need_backends)); then
     backend_ports+=("$SG_LAST_PORT")
     backend_pids+=("$SG_LAST_PID")
   done
-  echo "backends: b1 127.0.0.1:${backend_ports[0]} (pid ${backend_pids[0]}), b2 127.0.0.1:${backend_ports[1]} (pid ${backend_pids[1]}), $SG_BIN_DIR/bench/sgbackend --threads 1, pinned to CPU $load_cpu"
+  echo "backends: b1 127.0.0.1:${backend_ports[0]} (pid ${backend_pids[0]}), b2 127.0.0.1:${backend_ports[1]} (pid ${backend_pids[1]}), $SG_SGBACKEND --threads 1, pinned to CPU $load_cpu"
 fi
 echo "load: wrk -t1 -c$connections -d${duration}s --latency http://127.0.0.1:PORT$path (CPU $load_cpu), targets on CPU $proxy_cpu, $rounds rounds, ${warmup}s warm-up each"
 
