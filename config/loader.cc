@@ -80,10 +80,8 @@ constexpr EnumName<TimeAggregation> kAggregations[] = {{"avg", TimeAggregation::
                                                        {"max", TimeAggregation::kMax},
                                                        {"total", TimeAggregation::kTotal},
                                                        {"last", TimeAggregation::kLast}};
-constexpr EnumName<CompareOp> kCompareOps[] = {{">", CompareOp::kGt},
-                                               {">=", CompareOp::kGe},
-                                               {"<", CompareOp::kLt},
-                                               {"<=", CompareOp::kLe}};
+constexpr EnumName<CompareOp> kCompareOps[] = {
+    {">", CompareOp::kGt}, {">=", CompareOp::kGe}, {"<", CompareOp::kLt}, {"<=", CompareOp::kLe}};
 constexpr EnumName<RepairAction> kRepairActions[] = {{"replace", RepairAction::kReplace},
                                                      {"restart", RepairAction::kRestart},
                                                      {"reimage", RepairAction::kReimage}};
@@ -160,8 +158,8 @@ bool isValidRouteHost(std::string_view s) {
     return false;
   }
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.';
   });
 }
 
@@ -329,8 +327,8 @@ std::vector<ConfigError> Loader::takeErrors() {
   std::stable_sort(errors_.begin(), errors_.end(),
                    [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
   if (truncated_) {
-    errors_.push_back(ConfigError{file_, 0, "", "too many errors; stopped after " +
-                                                    std::to_string(kMaxErrors)});
+    errors_.push_back(
+        ConfigError{file_, 0, "", "too many errors; stopped after " + std::to_string(kMaxErrors)});
   }
   return std::move(errors_);
 }
@@ -363,9 +361,9 @@ Fields Loader::fieldsOf(const Entry& e, std::initializer_list<std::string_view> 
     if (child.line == 0) child.line = key_line;
     auto [prev, inserted] = seen.emplace(key, key_line);
     if (!inserted) {
-      error(key_line, child.path,
-            "duplicate key " + quoted(key) + " (first at line " + std::to_string(prev->second) +
-                ")");
+      error(
+          key_line, child.path,
+          "duplicate key " + quoted(key) + " (first at line " + std::to_string(prev->second) + ")");
       continue;
     }
     if (!any_key && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
@@ -567,8 +565,8 @@ void Loader::load(const YAML::Node& root, Config* config) {
   Entry top{root, "", "", lineOf(root), lineOf(root)};
   if (top.line == 0) top.line = top.key_line = 1;
   if (!root.IsMap()) {
-    error(top.line, "", std::string("expected a map of settings at the top level, got ") +
-                            kindOf(root));
+    error(top.line, "",
+          std::string("expected a map of settings at the top level, got ") + kindOf(root));
     return;
   }
   Fields f = fieldsOf(top, {"admin", "log", "workers", "drain_timeout", "listeners", "pools"});
@@ -730,8 +728,8 @@ void Loader::loadRoute(const Entry& e, Route* out) {
 }
 
 void Loader::loadLimits(const Entry& e, HttpLimits* out) {
-  Fields f = fieldsOf(e, {"max_request_header_bytes", "max_headers", "max_uri_bytes",
-                          "max_request_body_bytes"});
+  Fields f = fieldsOf(
+      e, {"max_request_header_bytes", "max_headers", "max_uri_bytes", "max_request_body_bytes"});
   if (const Entry* x = f.get("max_request_header_bytes")) {
     readSize(*x, kMinHeaderBytes, kMaxHeaderBytes, &out->max_request_header_bytes);
   }
@@ -977,8 +975,9 @@ void Loader::loadExpect(const Entry& e, std::vector<StatusRange>* out) {
                number(std::string_view(s).substr(dash + 1), &hi);
     }
     if (!parsed) {
-      error(item, "bad status " + quoted(s) + ": expected a code such as 200, a range such as "
-                                              "200-299, or a class such as 2xx");
+      error(item, "bad status " + quoted(s) +
+                      ": expected a code such as 200, a range such as "
+                      "200-299, or a class such as 2xx");
       all_ok = false;
     } else if (lo < 100 || hi > 599 || lo > hi) {
       error(item, "bad status " + quoted(s) + ": codes must be within 100..599, low to high");
@@ -1119,8 +1118,8 @@ void Loader::loadAutoscale(const Entry& e, AutoscaleConfig* out) {
 
 void Loader::loadScaleRule(const Entry& e, const AutoscaleConfig& autoscale, ScaleRule* out) {
   out->where = where(e);
-  Fields f = fieldsOf(e, {"metric", "statistic", "window", "aggregation", "op", "threshold",
-                          "action", "cooldown"});
+  Fields f = fieldsOf(
+      e, {"metric", "statistic", "window", "aggregation", "op", "threshold", "action", "cooldown"});
   if (!f.ok) return;
   if (const Entry* x = f.get("metric")) {
     readName(*x, &out->metric);
@@ -1148,8 +1147,7 @@ void Loader::loadScaleRule(const Entry& e, const AutoscaleConfig& autoscale, Sca
   if (const Entry* x = f.get("cooldown")) readDuration(*x, true, &out->cooldown);
 }
 
-void Loader::loadScaleAction(const Entry& e, const AutoscaleConfig& autoscale,
-                             ScaleAction* out) {
+void Loader::loadScaleAction(const Entry& e, const AutoscaleConfig& autoscale, ScaleAction* out) {
   Fields f = fieldsOf(e, {"increase", "decrease", "increase_percent", "decrease_percent", "set"});
   if (!f.ok) return;
   if (f.entries.size() != 1) {
@@ -1167,8 +1165,12 @@ void Loader::loadScaleAction(const Entry& e, const AutoscaleConfig& autoscale,
   uint32_t hi = kMaxCapacity;
   if (kind == ScaleAction::Kind::kDecreasePercent) hi = 100;
   if (kind == ScaleAction::Kind::kSetCount) {
-    lo = autoscale.min;
-    hi = autoscale.max;
+    lo = 0;
+    // Within capacity; when capacity itself is wrong that error is reported already.
+    if (autoscale.min <= autoscale.max) {
+      lo = autoscale.min;
+      hi = autoscale.max;
+    }
   }
   uint32_t value = 0;
   if (!readUint32(x, lo, hi, &value)) return;
@@ -1228,10 +1230,10 @@ void Loader::checkListeners(const Config& config) {
         if (!known.empty()) known += ", ";
         known += name;
       }
-      error(ref.line, ref.path,
-            "unknown pool " + quoted(ref.pool) +
-                (known.empty() ? std::string(" (no pools are defined)")
-                               : " (pools: " + known + ")"));
+      error(
+          ref.line, ref.path,
+          "unknown pool " + quoted(ref.pool) +
+              (known.empty() ? std::string(" (no pools are defined)") : " (pools: " + known + ")"));
     }
   }
 }
