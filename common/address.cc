@@ -49,8 +49,8 @@ bool parseV6(std::string_view s, in6_addr* out) {
 
 SocketAddress::SocketAddress(const sockaddr* sa, socklen_t len) {
   if (sa == nullptr || len <= 0) return;
-  size_t n = static_cast<size_t>(len) < sizeof(storage_) ? static_cast<size_t>(len)
-                                                           : sizeof(storage_);
+  size_t n =
+      static_cast<size_t>(len) < sizeof(storage_) ? static_cast<size_t>(len) : sizeof(storage_);
   std::memcpy(&storage_, sa, n);
   if (!valid()) storage_ = sockaddr_storage{};
 }

@@ -18,7 +18,7 @@ struct DurationUnit {
   std::string_view name;
   int64_t ns;
 };
-constexpr DurationUnit kDurationUnits[] = {{"ns", kNs}, {"us", kUs}, {"ms", kMs}, {"s", kSec},
+constexpr DurationUnit kDurationUnits[] = {{"ns", kNs}, {"us", kUs},  {"ms", kMs}, {"s", kSec},
                                            {"m", kMin}, {"h", kHour}, {"d", kDay}};
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
@@ -115,7 +115,8 @@ Result<Duration> parseDuration(std::string_view text) {
     }
     int64_t value = static_cast<int64_t>(whole) * unit_ns;
     if (frac != 0) {
-      auto part = static_cast<unsigned __int128>(frac) * static_cast<uint64_t>(unit_ns) / frac_scale;
+      auto part =
+          static_cast<unsigned __int128>(frac) * static_cast<uint64_t>(unit_ns) / frac_scale;
       if (static_cast<int64_t>(part) > kMax - value) return badDuration(text, "too large");
       value += static_cast<int64_t>(part);
     }

@@ -59,9 +59,8 @@ TEST(SocketAddress, PortIsOptionalOnlyWhenAllowed) {
 }
 
 TEST(SocketAddress, RejectsBadPorts) {
-  for (const char* text :
-       {"1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:99999999", "1.2.3.4:-1", "1.2.3.4:8o", "1.2.3.4: 80",
-        "[::1]:", "[::1]:70000", "[::1]80"}) {
+  for (const char* text : {"1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:99999999", "1.2.3.4:-1",
+                           "1.2.3.4:8o", "1.2.3.4: 80", "[::1]:", "[::1]:70000", "[::1]80"}) {
     EXPECT_FALSE(SocketAddress::parse(text).isOk()) << text;
   }
   EXPECT_EQ(mustParse("1.2.3.4:65535").port(), 65535);
@@ -69,8 +68,9 @@ TEST(SocketAddress, RejectsBadPorts) {
 }
 
 TEST(SocketAddress, RejectsJunk) {
-  for (const char* text : {"", ":", "*", "localhost:80", "example.com:80", "1.2.3:80", "256.1.1.1:80",
-                           "[::1:80", "[1.2.3.4]:80", "::1:80", "1.2.3.4:80:90", "[]:80", "[::g]:80"}) {
+  for (const char* text :
+       {"", ":", "*", "localhost:80", "example.com:80", "1.2.3:80", "256.1.1.1:80", "[::1:80",
+        "[1.2.3.4]:80", "::1:80", "1.2.3.4:80:90", "[]:80", "[::g]:80"}) {
     EXPECT_FALSE(SocketAddress::parse(text).isOk()) << text;
   }
   auto r = SocketAddress::parse("example.com:80");
@@ -162,7 +162,8 @@ TEST(SplitHostPort, Forms) {
 }
 
 TEST(SplitHostPort, Malformed) {
-  for (const char* text : {"", ":80", "::1", "[::1", "[::1]x", "[]:80", "a:b", "a:70000", "a:1:2"}) {
+  for (const char* text :
+       {"", ":80", "::1", "[::1", "[::1]x", "[]:80", "a:b", "a:70000", "a:1:2"}) {
     Split s = split(text);
     EXPECT_FALSE(s.ok) << text;
     EXPECT_EQ(s.host, "unset") << text;  // outputs untouched on failure

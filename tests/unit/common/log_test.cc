@@ -43,8 +43,8 @@ const char kTs[] = R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)";
 TEST_F(LogTest, TextLine) {
   SG_LOG(kInfo, "listening on %s port %d", "127.0.0.1", 8080);
   std::string out = drain();
-  EXPECT_TRUE(std::regex_match(out, std::regex(std::string(kTs) +
-                                               " INFO listening on 127\\.0\\.0\\.1 port 8080\n")))
+  EXPECT_TRUE(std::regex_match(
+      out, std::regex(std::string(kTs) + " INFO listening on 127\\.0\\.0\\.1 port 8080\n")))
       << out;
 }
 
@@ -52,7 +52,8 @@ TEST_F(LogTest, TextFieldsAreKeyValue) {
   logEvent(LogLevel::kWarn, "reload_failed", {{"file", "/etc/sg.yaml"}, {"error", "bad key"}});
   std::string out = drain();
   EXPECT_TRUE(std::regex_match(
-      out, std::regex(std::string(kTs) + " WARN reload_failed file=/etc/sg\\.yaml error=\"bad key\"\n")))
+      out,
+      std::regex(std::string(kTs) + " WARN reload_failed file=/etc/sg\\.yaml error=\"bad key\"\n")))
       << out;
 }
 
@@ -70,8 +71,7 @@ TEST_F(LogTest, JsonLine) {
   EXPECT_TRUE(std::regex_match(
       out, std::regex(std::string(R"(\{"ts":")") + kTs +
                       R"(","level":"error","msg":"say \\"hi\\"\\n","pool":"web","ctl":"\\u0001"\}
-)")))
-      << out;
+)"))) << out;
 }
 
 TEST_F(LogTest, JsonReplacesInvalidUtf8) {

@@ -92,9 +92,7 @@ TEST(Assert, BugCountsWithoutCrashing) {
   EXPECT_EQ(bugCount(), before + 1);
 }
 
-TEST(AssertDeathTest, CheckIsFatal) {
-  EXPECT_DEATH(SG_CHECK(1 + 1 == 3), "check failed");
-}
+TEST(AssertDeathTest, CheckIsFatal) { EXPECT_DEATH(SG_CHECK(1 + 1 == 3), "check failed"); }
 
 TEST(Clock, ManualClockMovesOnlyWhenTold) {
   ManualClock clock;

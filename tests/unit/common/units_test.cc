@@ -63,8 +63,9 @@ TEST(ParseDuration, RejectsJunk) {
 TEST(ParseDuration, UnknownUnitIsNamed) {
   auto r = parseDuration("5 parsecs");
   ASSERT_FALSE(r.isOk());
-  EXPECT_EQ(r.status().message(), "bad duration \"5 parsecs\": unknown unit \"parsecs\" "
-                                  "(use ns, us, ms, s, m, h or d)");
+  EXPECT_EQ(r.status().message(),
+            "bad duration \"5 parsecs\": unknown unit \"parsecs\" "
+            "(use ns, us, ms, s, m, h or d)");
 }
 
 TEST(ParseDuration, RejectsOverflow) {

@@ -210,8 +210,9 @@ TEST(Loader, BadDurationNamesFileLineAndKey) {
       type: http
       interval: 5 parsecs
 )"));
-  EXPECT_TRUE(hasError(r, "web.yaml:7: pools.web.health.interval: bad duration \"5 parsecs\": "
-                          "unknown unit \"parsecs\" (use ns, us, ms, s, m, h or d)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:7: pools.web.health.interval: bad duration \"5 parsecs\": "
+                       "unknown unit \"parsecs\" (use ns, us, ms, s, m, h or d)"));
 }
 
 TEST(Loader, RouteToUnknownPool) {
@@ -222,8 +223,9 @@ TEST(Loader, RouteToUnknownPool) {
 pools:
   web: {}
 )");
-  EXPECT_TRUE(hasError(r, "web.yaml:4: listeners[0].routes[1].pool: unknown pool \"api\" "
-                          "(pools: web)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:4: listeners[0].routes[1].pool: unknown pool \"api\" "
+                       "(pools: web)"));
   EXPECT_EQ(r.errors.size(), 1u);
 }
 
@@ -250,8 +252,9 @@ bogus: 1
   EXPECT_TRUE(hasErrorLike(r, 10, "pools.web.members[0].rack", "unknown key"));
   EXPECT_TRUE(hasErrorLike(r, 12, "pools.web.autoscale.scaler.token", "unknown key"));
   EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.autoscale.rules[0].action.grow", "unknown key"));
-  EXPECT_TRUE(hasError(r, "web.yaml:14: bogus: unknown key \"bogus\" (allowed: admin, log, "
-                          "workers, drain_timeout, listeners, pools)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:14: bogus: unknown key \"bogus\" (allowed: admin, log, "
+                       "workers, drain_timeout, listeners, pools)"));
 }
 
 TEST(Loader, CollectsAllErrorsSortedByLine) {
@@ -262,8 +265,9 @@ listeners:
   - { name: web, listen: 127.0.0.1:99999, routes: [ { pool: nope } ] }
 )");
   EXPECT_TRUE(hasError(r, "web.yaml:1: workers: 300 is out of range (0..256)"));
-  EXPECT_TRUE(hasError(r, "web.yaml:2: log.level: invalid value \"loud\" (expected one of: debug, "
-                          "info, warn, error)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:2: log.level: invalid value \"loud\" (expected one of: debug, "
+                       "info, warn, error)"));
   EXPECT_TRUE(hasErrorLike(r, 2, "log.format", "invalid value \"xml\""));
   EXPECT_TRUE(hasErrorLike(r, 3, "drain_timeout", "missing unit"));
   EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].listen", "bad port"));
@@ -315,12 +319,15 @@ pools:
   web:
     members: []
 )");
-  EXPECT_TRUE(hasError(r, "web.yaml:3: listeners[1].name: duplicate listener name \"web\" (first "
-                          "at line 2)"));
-  EXPECT_TRUE(hasError(r, "web.yaml:8: pools.web.members[1].id: duplicate member id \"a\" (first "
-                          "at line 7)"));
-  EXPECT_TRUE(hasError(r, "web.yaml:9: pools.web.members[2].address: duplicate member address "
-                          "10.0.0.1:80 (first at line 7)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:3: listeners[1].name: duplicate listener name \"web\" (first "
+                       "at line 2)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:8: pools.web.members[1].id: duplicate member id \"a\" (first "
+                       "at line 7)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:9: pools.web.members[2].address: duplicate member address "
+                       "10.0.0.1:80 (first at line 7)"));
   EXPECT_TRUE(hasErrorLike(r, 10, "pools.web", "duplicate key \"web\" (first at line 5)"));
 }
 
@@ -444,8 +451,9 @@ TEST(Loader, PoolSettings) {
     balance: maglev
     hash: { source: client_ip, name: x }
 )"));
-  EXPECT_TRUE(hasErrorLike(r, 5, "pools.web.mode", "invalid value \"elastic\" (expected one of: "
-                                                   "uniform, flexible)"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "pools.web.mode",
+                           "invalid value \"elastic\" (expected one of: "
+                           "uniform, flexible)"));
   EXPECT_TRUE(hasErrorLike(r, 6, "pools.web.balance", "invalid value \"fastest\""));
   EXPECT_TRUE(hasErrorLike(r, 7, "pools.web.maglev_table_size", "1000 is not a prime number"));
   EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.slow_start", "negative"));
@@ -555,8 +563,8 @@ TEST(Loader, Autoscale) {
   EXPECT_TRUE(hasErrorLike(r, 14, "pools.web.autoscale.scale_in.drain", "bad duration"));
   EXPECT_TRUE(hasErrorLike(r, 16, "pools.other.autoscale.scaler", "missing required key"));
   EXPECT_TRUE(hasErrorLike(r, 17, "pools.other.autoscale.capacity.max", "out of range (1..1000)"));
-  EXPECT_TRUE(hasErrorLike(r, 22, "pools.third.autoscale.rules[0].action.set",
-                           "9 is out of range (2..4)"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 22, "pools.third.autoscale.rules[0].action.set", "9 is out of range (2..4)"));
   EXPECT_EQ(r.errors.size(), 18u) << r.errorText();
   const AutoscaleConfig& third = r.config.pools.at("third").autoscale;
   EXPECT_EQ(third.rules[0].op, CompareOp::kLe);
@@ -595,7 +603,8 @@ TEST(Loader, StrangeInputNeverThrows) {
   for (const char* text :
        {"{", "[", "- - -", "? [a]: b\n", "listeners: *nope\n", "a: &x b\nc: *x\n",
         "listeners: [ [ [ ] ] ]\n", "listeners:\n  - !!binary aGVsbG8=\n", "\xff\xfe\x00",
-        "pools: { web: { members: [ { id: a, address: 1.2.3.4:5, weight: 99999999999999999999 } ] } }"}) {
+        "pools: { web: { members: [ { id: a, address: 1.2.3.4:5, weight: 99999999999999999999 } ] "
+        "} }"}) {
     LoadResult r = load(text);
     EXPECT_FALSE(r.ok()) << text;
   }
