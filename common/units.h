@@ -12,7 +12,8 @@
 namespace scalegate {
 
 // Units: ns, us, ms, s, m, h, d; components may be chained ("1m30s"). A bare number is an
-// error (the unit must be explicit). Negative values are errors.
+// error (the unit must be explicit), except "0". Negative values are errors. Errors read
+// `bad duration "5 parsecs": unknown unit "parsecs" ...`, ready to follow "file:line: key: ".
 Result<Duration> parseDuration(std::string_view text);
 // "1.5s" style decimal is accepted per component.
 std::string formatDuration(Duration d);  // shortest exact form: "1m30s", "250ms", "0s"
