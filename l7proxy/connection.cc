@@ -684,6 +684,38 @@ void processHeads(ClientConn* c) {
 
 // --- response side --------------------------------------------------------------------------
 
+// HTTP/1.0 clients cannot take chunked coding (RFC 9112 section 6.1): strip the framing in
+// place, keeping only chunk-data, and end the body by closing. Data runs move with one memmove
+// each; only framing bytes go through the decoder one at a time. Rare path.
+bool dechunkResponseBody(ClientConn* c) {
+  Exchange& ex = c->ex;
+  IoBuffer* b = ex.up->in;
+  char* base = b->begin();
+  uint32_t n = b->size();
+  uint32_t w = ex.resp_fwd;  // end of payload ready to send
+  uint32_t r = ex.resp_fwd;  // next unprocessed byte
+  while (r < n && !ex.resp_done) {
+    uint64_t ahead = ex.resp_chunks.dataBytesAhead();
+    if (ahead > 0) {
+      uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(ahead, n - r));
+      ChunkedDecoder::Step s = ex.resp_chunks.feed(base + r, take);
+      if (s.error) return false;
+      if (w != r) std::memmove(base + w, base + r, take);
+      w += take;
+      r += take;
+      continue;
+    }
+    ChunkedDecoder::Step s = ex.resp_chunks.feed(base + r, 1);
+    if (s.error) return false;
+    r += static_cast<uint32_t>(s.consumed);
+    if (s.done) ex.resp_done = true;
+  }
+  if (r < n) std::memmove(base + w, base + r, n - r);
+  b->end -= r - w;
+  ex.resp_fwd = w;
+  return true;
+}
+
 // Extends ex.resp_fwd over newly read response-body bytes. False on a framing error.
 bool frameResponseBody(ClientConn* c) {
   Exchange& ex = c->ex;
@@ -700,6 +732,7 @@ bool frameResponseBody(ClientConn* c) {
       return true;
     }
     case BodyKind::kChunked: {
+      if (ex.resp_dechunk) return dechunkResponseBody(c);
       ChunkedDecoder::Step s = ex.resp_chunks.feed(u->in->begin() + ex.resp_fwd, avail);
       if (s.error) return false;
       ex.resp_fwd += static_cast<uint32_t>(s.consumed);
@@ -732,7 +765,9 @@ bool buildClientHead(ClientConn* c, const ResponseHead& r) {
     if (r.isHopByHop(i)) continue;
     out.field(r.headers[i].name, r.headers[i].value);
   }
-  if (r.body == BodyKind::kChunked) out.put("transfer-encoding: chunked\r\n");
+  if (r.body == BodyKind::kChunked && !c->ex.resp_dechunk) {
+    out.put("transfer-encoding: chunked\r\n");
+  }
   if (!c->ex.client_keep_alive) {
     out.put("connection: close\r\n");
   } else if (c->ex.client_http10) {
@@ -782,6 +817,10 @@ void upstreamInput(ClientConn* c) {
     ex.up_keep_alive = r.keep_alive;
     if (r.body == BodyKind::kUntilClose || !ex.req_done || c->peer_eof || w->draining()) {
       ex.client_keep_alive = false;
+    }
+    if (r.body == BodyKind::kChunked && ex.client_http10) {
+      ex.resp_dechunk = true;
+      ex.client_keep_alive = false;  // the body now ends with the connection
     }
     bool rewrite = r.version_minor != 1 || !ex.client_keep_alive || ex.client_http10;
     for (uint32_t i = 0; !rewrite && i < (r.header_count + 63) / 64; ++i) {

@@ -73,6 +73,7 @@ struct Exchange {
   bool resp_started = false;      // a response byte went to the client
   bool client_keep_alive = true;
   bool client_http10 = false;     // HTTP/1.0 client: keep-alive must be said explicitly
+  bool resp_dechunk = false;      // chunked response to an HTTP/1.0 client: strip the framing
   bool up_keep_alive = false;     // the member's response allows reusing its connection
   bool state_in_exchange = false; // counted in downstream_rq_active
   uint8_t attempts = 0;

@@ -64,6 +64,7 @@ Worker::Worker(int id, SnapshotChannel* channel)
   event_assign(&wake_ev_, base_, wake_fd_, EV_READ | EV_PERSIST, onWake, this);
   event_add(&wake_ev_, nullptr);
   event_assign(&sweep_ev_, base_, -1, EV_PERSIST, onSweep, this);
+  evtimer_assign(&drain_ev_, base_, onWake, this);
   timeval one_second{1, 0};
   event_add(&sweep_ev_, &one_second);
 }
@@ -72,6 +73,7 @@ Worker::~Worker() {
   shutdownAll();
   event_del(&wake_ev_);
   event_del(&sweep_ev_);
+  event_del(&drain_ev_);
   ::close(wake_fd_);
   event_base_free(base_);
 }
@@ -90,6 +92,7 @@ void Worker::wake() {
 }
 
 void Worker::onWake(evutil_socket_t fd, short, void*) {
+  if (fd < 0) return;  // the drain timer: waking the loop is all it does
   uint64_t v;
   ssize_t n = ::read(fd, &v, sizeof(v));
   (void)n;
@@ -280,6 +283,15 @@ void Worker::beginDrain() {
   for (UpstreamConn* u : pooled) closeIdleUpstream(u);
 }
 
+bool Worker::allClientsFinished() const {
+  // A connection that got its last response and is only waiting for the client's FIN does
+  // not hold up the exit.
+  for (const ClientConn* c = clients_; c != nullptr; c = c->next) {
+    if (!(c->state == ClientState::kClosing && c->shut_wr)) return false;
+  }
+  return true;
+}
+
 void Worker::freeDead() {
   for (ClientConn* c : dead_clients_) delete c;
   dead_clients_.clear();
@@ -317,12 +329,15 @@ void Worker::run() {
     if (!draining_ && channel_->drainRequested(&drain_timeout)) {
       refreshNow();
       drain_deadline_ = now_ + drain_timeout;
+      timeval tv{static_cast<time_t>(toMillis(drain_timeout) / 1000),
+                 static_cast<suseconds_t>(toMillis(drain_timeout) % 1000 * 1000)};
+      evtimer_add(&drain_ev_, &tv);
       beginDrain();
     }
     freeDead();
     if (draining_) {
       refreshNow();
-      if (client_count_ == 0) break;
+      if (allClientsFinished()) break;
       if (now_ >= drain_deadline_) {
         SG_LOG(kWarn, "worker %d: drain timeout, closing %zu connections", id_, client_count_);
         break;

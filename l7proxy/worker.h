@@ -128,6 +128,7 @@ class Worker {
   void beginDrain();
   void sweepIdleUpstreams();
   void freeDead();
+  bool allClientsFinished() const;
   void shutdownAll();
   MemberSlot* slotFor(const SocketAddress& addr);
 
@@ -137,6 +138,7 @@ class Worker {
   int wake_fd_ = -1;
   event wake_ev_;
   event sweep_ev_;
+  event drain_ev_;  // fires at the drain deadline so the loop wakes for it
   BufferPool buffers_;
   WorkerCounters counters_;
   SnapshotView* view_ = nullptr;
