@@ -38,6 +38,9 @@ constexpr uint32_t kMaxRiseFall = 100;
 constexpr uint32_t kMaxFaultDomain = 255;
 constexpr uint32_t kMaxWeight = 1000000;
 constexpr uint32_t kMaxCapacity = 1000;
+constexpr uint64_t kMinAdminBodyBytes = 1024;
+constexpr uint64_t kMaxAdminBodyBytes = 16 * 1024 * 1024;
+constexpr uint32_t kMaxOutlierFailures = 1000;
 constexpr char kDefaultAdminListen[] = "127.0.0.1:9900";
 
 template <typename E>
@@ -88,6 +91,8 @@ constexpr EnumName<RepairAction> kRepairActions[] = {{"replace", RepairAction::k
 constexpr EnumName<ScaleInPolicy> kScaleInPolicies[] = {{"default", ScaleInPolicy::kDefault},
                                                         {"newest", ScaleInPolicy::kNewest},
                                                         {"oldest", ScaleInPolicy::kOldest}};
+constexpr EnumName<LowHealthAction> kLowHealthActions[] = {
+    {"spread_all", LowHealthAction::kSpreadAll}, {"refuse", LowHealthAction::kRefuse}};
 constexpr EnumName<IpProto> kIpProtos[] = {{"tcp", IpProto::kTcp}, {"udp", IpProto::kUdp}};
 
 constexpr EnumName<ScaleAction::Kind> kScaleActions[] = {
@@ -142,6 +147,13 @@ bool isTokenChar(char c) {
 
 bool isValidToken(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), isTokenChar);
+}
+
+bool hasControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c == 0x7F;
+  });
 }
 
 bool hasSpaceOrControl(std::string_view s) {
@@ -297,6 +309,8 @@ class Loader {
   void loadHash(const Entry& e, HashKey* out);
   void loadUpstream(const Entry& e, UpstreamSettings* out);
   void loadHealth(const Entry& e, HealthCheck* out);
+  void loadOutlier(const Entry& e, OutlierDetection* out);
+  void loadLowHealth(const Entry& e, LowHealthPolicy* out);
   void loadExpect(const Entry& e, std::vector<StatusRange>* out);
   void loadMember(const Entry& e, Member* out);
   void loadAutoscale(const Entry& e, AutoscaleConfig* out);
@@ -609,9 +623,23 @@ void Loader::load(const YAML::Node& root, Config* config) {
 }
 
 void Loader::loadAdmin(const Entry& e, AdminConfig* out) {
-  Fields f = fieldsOf(e, {"listen", "token_file"});
+  Fields f = fieldsOf(e, {"listen", "token_file", "state_file", "max_request_body_bytes"});
   if (const Entry* x = f.get("listen")) readAddress(*x, &out->listen);
   if (const Entry* x = f.get("token_file")) readString(*x, &out->token_file);
+  if (const Entry* x = f.get("state_file")) {
+    std::string path;
+    if (readString(*x, &path)) {
+      if (!path.empty() && (path.back() == '/' || hasControl(path))) {
+        error(*x, "bad state_file " + quoted(path) +
+                      ": expected a file path (\"\" = next to the config file)");
+      } else {
+        out->state_file = path;
+      }
+    }
+  }
+  if (const Entry* x = f.get("max_request_body_bytes")) {
+    readSize(*x, kMinAdminBodyBytes, kMaxAdminBodyBytes, &out->max_request_body_bytes);
+  }
 }
 
 void Loader::loadLog(const Entry& e, LogConfig* out) {
@@ -795,7 +823,8 @@ void Loader::loadVip(const Entry& e, Listener* out) {
 void Loader::loadPool(const Entry& e, Pool* out) {
   out->where = where(e);
   Fields f = fieldsOf(e, {"mode", "balance", "hash", "maglev_table_size", "slow_start", "upstream",
-                          "health", "members", "autoscale"});
+                          "health", "outlier", "low_health", "drain_timeout", "members",
+                          "autoscale"});
   if (!f.ok) return;
   if (const Entry* x = f.get("mode")) readEnum(*x, kPoolModes, &out->mode);
   if (const Entry* x = f.get("balance")) readEnum(*x, kBalances, &out->balance);
@@ -820,6 +849,9 @@ void Loader::loadPool(const Entry& e, Pool* out) {
   if (const Entry* x = f.get("slow_start")) readDuration(*x, true, &out->slow_start);
   if (const Entry* x = f.get("upstream")) loadUpstream(*x, &out->upstream);
   if (const Entry* x = f.get("health")) loadHealth(*x, &out->health);
+  if (const Entry* x = f.get("outlier")) loadOutlier(*x, &out->outlier);
+  if (const Entry* x = f.get("low_health")) loadLowHealth(*x, &out->low_health);
+  if (const Entry* x = f.get("drain_timeout")) readDuration(*x, true, &out->drain_timeout);
   if (const Entry* x = f.get("members")) {
     std::unordered_map<std::string, int> ids;
     std::unordered_map<SocketAddress, int, SocketAddressHash> addresses;
@@ -932,6 +964,42 @@ void Loader::loadHealth(const Entry& e, HealthCheck* out) {
           "timeout (" + formatDuration(out->timeout) + ") must be shorter than interval (" +
               formatDuration(out->interval) + ")");
   }
+}
+
+void Loader::loadOutlier(const Entry& e, OutlierDetection* out) {
+  Fields f = fieldsOf(e, {"enabled", "consecutive_failures", "base_ejection", "max_ejection",
+                          "max_ejection_percent"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("enabled")) readBool(*x, &out->enabled);
+  if (const Entry* x = f.get("consecutive_failures")) {
+    readUint32(*x, 1, kMaxOutlierFailures, &out->consecutive_failures);
+  }
+  bool durations_ok = true;
+  if (const Entry* x = f.get("base_ejection")) {
+    durations_ok &= readDuration(*x, false, &out->base_ejection);
+  }
+  if (const Entry* x = f.get("max_ejection")) {
+    durations_ok &= readDuration(*x, false, &out->max_ejection);
+  }
+  if (const Entry* x = f.get("max_ejection_percent")) {
+    readUint32(*x, 0, 100, &out->max_ejection_percent);
+  }
+  if (durations_ok && out->max_ejection < out->base_ejection) {
+    const Entry* x = f.get("max_ejection");
+    if (x == nullptr) x = f.get("base_ejection");
+    error(x != nullptr ? x->line : e.key_line, e.path + ".max_ejection",
+          "max_ejection (" + formatDuration(out->max_ejection) +
+              ") must not be shorter than base_ejection (" + formatDuration(out->base_ejection) +
+              ")");
+  }
+}
+
+void Loader::loadLowHealth(const Entry& e, LowHealthPolicy* out) {
+  Fields f = fieldsOf(e, {"threshold_percent", "action"});
+  if (const Entry* x = f.get("threshold_percent")) {
+    readUint32(*x, 0, 100, &out->threshold_percent);
+  }
+  if (const Entry* x = f.get("action")) readEnum(*x, kLowHealthActions, &out->action);
 }
 
 // [200, "200-299", "2xx"] or a single such value.

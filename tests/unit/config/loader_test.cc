@@ -82,6 +82,8 @@ TEST(Loader, FullExampleSetsEveryKey) {
   ASSERT_TRUE(r.ok()) << r.errorText();
   const Config& c = r.config;
   EXPECT_EQ(c.admin.token_file, "/etc/scalegate/admin.token");
+  EXPECT_EQ(c.admin.state_file, "/var/lib/scalegate/state.json");
+  EXPECT_EQ(c.admin.max_request_body_bytes, 64u << 10);
   EXPECT_EQ(c.drain_timeout, 30s);
   ASSERT_EQ(c.listeners.size(), 3u);
   const Listener& web = c.listeners[0];
@@ -92,7 +94,7 @@ TEST(Loader, FullExampleSetsEveryKey) {
   EXPECT_EQ(web.limits.max_request_body_bytes, 10u << 20);
   EXPECT_EQ(web.limits.max_uri_bytes, 8u << 10);
   EXPECT_EQ(web.request_id_header, "x-request-id");
-  EXPECT_EQ(web.routes[0].where.line, 23);
+  EXPECT_EQ(web.routes[0].where.line, 27);
   const Listener& db = c.listeners[1];
   EXPECT_EQ(db.protocol, ListenerProtocol::kTcp);
   EXPECT_EQ(db.pool, "db");
@@ -117,6 +119,14 @@ TEST(Loader, FullExampleSetsEveryKey) {
   EXPECT_EQ(p.health.expect[1].hi, 399);
   EXPECT_EQ(p.health.jitter, 200ms);
   EXPECT_EQ(p.health.fast_interval, 500ms);
+  EXPECT_TRUE(p.outlier.enabled);
+  EXPECT_EQ(p.outlier.consecutive_failures, 5u);
+  EXPECT_EQ(p.outlier.base_ejection, 30s);
+  EXPECT_EQ(p.outlier.max_ejection, 300s);
+  EXPECT_EQ(p.outlier.max_ejection_percent, 10u);
+  EXPECT_EQ(p.low_health.threshold_percent, 50u);
+  EXPECT_EQ(p.low_health.action, LowHealthAction::kSpreadAll);
+  EXPECT_EQ(p.drain_timeout, 30s);
   ASSERT_EQ(p.members.size(), 2u);
   EXPECT_EQ(p.members[1].fault_domain, 1u);
   const AutoscaleConfig& a = p.autoscale;
@@ -627,6 +637,113 @@ TEST(Loader, ConfigErrorFormatting) {
   r.errors.push_back(ConfigError{"web.yaml", 0, "", "oops"});
   EXPECT_EQ(r.errorText(),
             "web.yaml:3: listeners[0].routes[0].pool: unknown pool \"api\"\nweb.yaml: oops\n");
+}
+
+TEST(Loader, AdminStateFileAndBodyLimit) {
+  LoadResult r = load(R"(admin:
+  state_file: /tmp/sg.state.json
+  max_request_body_bytes: 1M
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools:
+  web: {}
+)");
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  EXPECT_EQ(r.config.admin.state_file, "/tmp/sg.state.json");
+  EXPECT_EQ(r.config.admin.max_request_body_bytes, 1u << 20);
+
+  LoadResult d = load(withPools("    {}\n"));
+  ASSERT_TRUE(d.ok()) << d.errorText();
+  EXPECT_EQ(d.config.admin.state_file, "");
+  EXPECT_EQ(d.config.admin.max_request_body_bytes, 64u << 10);
+}
+
+TEST(Loader, AdminErrors) {
+  LoadResult r = load(R"(admin:
+  state_file: /var/lib/scalegate/
+  max_request_body_bytes: 512
+  statefile: x
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools:
+  web: {}
+)");
+  EXPECT_TRUE(hasErrorLike(r, 2, "admin.state_file", "bad state_file \"/var/lib/scalegate/\""));
+  EXPECT_TRUE(hasError(r, "web.yaml:3: admin.max_request_body_bytes: 512 is out of range (1k..16M)"));
+  EXPECT_TRUE(hasErrorLike(r, 4, "admin.statefile", "unknown key \"statefile\""));
+
+  LoadResult big = load(R"(admin: { max_request_body_bytes: 17M }
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools: { web: {} }
+)");
+  EXPECT_TRUE(hasError(big, "web.yaml:1: admin.max_request_body_bytes: 17M is out of range (1k..16M)"));
+}
+
+TEST(Loader, OutlierLowHealthDrainTimeout) {
+  LoadResult r = load(withPools(R"(    outlier:
+      enabled: false
+      consecutive_failures: 3
+      base_ejection: 10s
+      max_ejection: 1m
+      max_ejection_percent: 100
+    low_health: { threshold_percent: 0, action: refuse }
+    drain_timeout: 5s
+)"));
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Pool& p = r.config.pools.at("web");
+  EXPECT_FALSE(p.outlier.enabled);
+  EXPECT_EQ(p.outlier.consecutive_failures, 3u);
+  EXPECT_EQ(p.outlier.base_ejection, 10s);
+  EXPECT_EQ(p.outlier.max_ejection, 60s);
+  EXPECT_EQ(p.outlier.max_ejection_percent, 100u);
+  EXPECT_EQ(p.low_health.threshold_percent, 0u);
+  EXPECT_EQ(p.low_health.action, LowHealthAction::kRefuse);
+  EXPECT_EQ(p.drain_timeout, 5s);
+
+  // Defaults when the keys are absent, and a bare 0 drain timeout.
+  LoadResult d = load(withPools("    drain_timeout: 0\n    outlier: {}\n    low_health:\n"));
+  ASSERT_TRUE(d.ok()) << d.errorText();
+  const Pool& q = d.config.pools.at("web");
+  EXPECT_TRUE(q.outlier.enabled);
+  EXPECT_EQ(q.outlier.consecutive_failures, 5u);
+  EXPECT_EQ(q.outlier.max_ejection, 300s);
+  EXPECT_EQ(q.low_health.threshold_percent, 50u);
+  EXPECT_EQ(q.low_health.action, LowHealthAction::kSpreadAll);
+  EXPECT_EQ(q.drain_timeout, 0s);
+}
+
+TEST(Loader, OutlierLowHealthDrainTimeoutErrors) {
+  // Lines: 1 listeners, 2 listener, 3 pools, 4 web, 5 outlier ...
+  LoadResult r = load(withPools(R"(    outlier:
+      enabled: maybe
+      consecutive_failures: 0
+      base_ejection: 0
+      max_ejection: 5 parsecs
+      max_ejection_percent: 101
+      burst: 2
+    low_health: { threshold_percent: 150, action: panic }
+    drain_timeout: -1s
+)"));
+  EXPECT_TRUE(hasError(r, "web.yaml:6: pools.web.outlier.enabled: expected true or false, got \"maybe\""));
+  EXPECT_TRUE(hasError(r, "web.yaml:7: pools.web.outlier.consecutive_failures: 0 is out of range (1..1000)"));
+  EXPECT_TRUE(hasError(r, "web.yaml:8: pools.web.outlier.base_ejection: must be greater than 0, got \"0\""));
+  EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.outlier.max_ejection", "bad duration"));
+  EXPECT_TRUE(hasError(r, "web.yaml:10: pools.web.outlier.max_ejection_percent: 101 is out of range (0..100)"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.outlier.burst", "unknown key \"burst\""));
+  EXPECT_TRUE(hasError(r, "web.yaml:12: pools.web.low_health.threshold_percent: 150 is out of range (0..100)"));
+  EXPECT_TRUE(hasError(r, "web.yaml:12: pools.web.low_health.action: invalid value \"panic\" (expected one of: spread_all, refuse)"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.drain_timeout", "bad duration"));
+
+  LoadResult order = load(withPools("    outlier: { base_ejection: 1m, max_ejection: 30s }\n"));
+  EXPECT_TRUE(hasError(order, "web.yaml:5: pools.web.outlier.max_ejection: max_ejection (30s) must not be shorter than base_ejection (1m)"));
+  // The default max (300s) is checked against a configured base too.
+  LoadResult base_only = load(withPools("    outlier:\n      base_ejection: 10m\n"));
+  EXPECT_TRUE(hasError(base_only, "web.yaml:6: pools.web.outlier.max_ejection: max_ejection (5m) must not be shorter than base_ejection (10m)"));
+
+  LoadResult not_map = load(withPools("    outlier: 5\n    low_health: [1]\n"));
+  EXPECT_TRUE(hasErrorLike(not_map, 5, "pools.web.outlier", "expected a map"));
+  EXPECT_TRUE(hasErrorLike(not_map, 6, "pools.web.low_health", "expected a map"));
 }
 
 TEST(Loader, BalanceNames) {
