@@ -25,6 +25,11 @@ struct SourceLocation {
 struct AdminConfig {
   SocketAddress listen;  // default 127.0.0.1:9900
   std::string token_file;  // empty: /v1 endpoints refuse every request
+  // Members added, removed, re-weighted or drained through the API are kept here (JSON,
+  // written atomically) and reloaded at start. "" = next to the config file:
+  // <config dir>/<config name>.state.json
+  std::string state_file;
+  uint64_t max_request_body_bytes = 64 * 1024;  // admin requests above it: 413
 };
 
 struct LogConfig {
@@ -160,6 +165,28 @@ struct AutoscaleConfig {
   Duration scale_in_drain = 30s;
 };
 
+// Passive outlier detection (Envoy's consecutive_5xx): a member that fails this many requests
+// in a row on one worker (5xx answers, connect failures, resets before a response) is ejected
+// for base_ejection × (number of times it was ejected), at most max_ejection.
+struct OutlierDetection {
+  bool enabled = true;
+  uint32_t consecutive_failures = 5;     // 1..1000
+  Duration base_ejection = 30s;
+  Duration max_ejection = 300s;
+  uint32_t max_ejection_percent = 10;    // 0..100; at least one member may always be ejected
+};
+
+// What a pool does when fewer than `threshold_percent` of its members are healthy.
+// kSpreadAll (default, Envoy's panic mode): ignore health and spread over every member —
+// when most members fail their probes at once the cause is usually the probe or a shared
+// dependency, and refusing everything would turn a partial outage into a total one.
+// kRefuse: answer 503 (Azure Load Balancer's behaviour when every probe is down).
+enum class LowHealthAction { kSpreadAll, kRefuse };
+struct LowHealthPolicy {
+  uint32_t threshold_percent = 50;  // 0..100; 0 disables
+  LowHealthAction action = LowHealthAction::kSpreadAll;
+};
+
 struct Pool {
   std::string name;
   PoolMode mode = PoolMode::kUniform;
@@ -169,6 +196,9 @@ struct Pool {
   Duration slow_start = 0s;       // 0 = off; linear ramp of weight from 10%
   UpstreamSettings upstream;
   HealthCheck health;
+  OutlierDetection outlier;
+  LowHealthPolicy low_health;
+  Duration drain_timeout = 30s;   // member drain through the API: in-flight requests' deadline
   std::vector<Member> members;
   AutoscaleConfig autoscale;
   SourceLocation where;

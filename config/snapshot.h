@@ -13,6 +13,13 @@
 #include "common/clock.h"
 #include "config/model.h"
 
+namespace scalegate::l7proxy {
+// Statistics blocks (l7proxy/stats.h); control allocates them, workers write them.
+struct ListenerStats;
+struct PoolStats;
+struct MemberStats;
+}  // namespace scalegate::l7proxy
+
 namespace scalegate::config {
 
 // Lookup tables for hash-based balancing, built once per snapshot and shared by all workers.
@@ -23,16 +30,21 @@ struct LbTables {
 
 // A member as the data paths see it right now.
 struct MemberState {
-  bool healthy = true;      // probes (and the initial state) say it can take traffic
+  bool healthy = true;      // may take traffic: probes say healthy (or the pool is in panic),
+                            // and it is not ejected by outlier detection
   bool draining = false;    // no new requests
   uint32_t weight = 1;      // effective weight (config or admin API)
   MonoTime ready_since{};   // when it last became healthy or was added: slow start counts from it
+  std::shared_ptr<l7proxy::MemberStats> stats;
 };
 
 struct PoolState {
   const Pool* pool = nullptr;          // points into Snapshot::config
   std::vector<MemberState> members;    // parallel to pool->members
   LbTables tables;
+  bool panic = false;                  // too few healthy members: health ignored (spread_all)
+  bool refuse = false;                 // too few healthy members: answer 503 (refuse)
+  std::shared_ptr<l7proxy::PoolStats> stats;
 };
 
 // Listening sockets control opened for one listen address: one SO_REUSEPORT fd per worker.
@@ -47,6 +59,8 @@ struct Snapshot {
   std::shared_ptr<const Config> config;
   std::vector<PoolState> pools;            // same order as config->pools (map order)
   std::vector<ListenSockets> sockets;      // for http and tcp listeners
+  // Parallel to config->listeners.
+  std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats;
 
   // Index of a pool by name in `pools`, or -1.
   int poolIndex(const std::string& name) const {

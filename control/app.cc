@@ -1,17 +1,20 @@
 #include "control/app.h"
 
 #include <csignal>
+#include <filesystem>
 #include <thread>
 
 #include "common/log.h"
 #include "config/loader.h"
-#include "control/snapshot_builder.h"
+#include "control/health_tracker.h"
+#include "control/outlier.h"
 
 namespace scalegate::control {
 
 App::App(Options opts) : opts_(std::move(opts)) {}
 
 App::~App() {
+  prober_.reset();
   for (event* e : signal_events_) event_free(e);
   if (housekeeping_ != nullptr) event_free(housekeeping_);
   if (base_ != nullptr) event_base_free(base_);
@@ -22,7 +25,14 @@ void App::applyLogSettings(const config::Config& cfg) {
   setLogFormat(cfg.log.format);
 }
 
+std::string App::statePath(const config::Config& cfg) const {
+  if (!cfg.admin.state_file.empty()) return cfg.admin.state_file;
+  std::filesystem::path p(opts_.config_path);
+  return (p.parent_path() / (p.stem().string() + ".state.json")).string();
+}
+
 int App::run() {
+  start_time_ = SystemClock::instance().wallNow();
   config::LoadResult loaded = config::loadConfigFile(opts_.config_path);
   if (!loaded.ok()) {
     std::fprintf(stderr, "%s", loaded.errorText().c_str());
@@ -36,6 +46,21 @@ int App::run() {
   if (workers <= 0) workers = static_cast<int>(config_->workers);
   if (workers <= 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
+  // Membership the API registered before a restart comes back first.
+  registry_ = std::make_unique<PoolRegistry>(workers, SystemClock::instance());
+  state_path_ = statePath(*config_);
+  Status st = registry_->loadState(state_path_);
+  if (!st.isOk()) {
+    SG_LOG(kError, "cannot start: state file %s: %s", state_path_.c_str(), st.message().c_str());
+    return 1;
+  }
+  registry_->applyConfig(config_);
+  // Slow start is not applied at process start (HAProxy): members present now are not ramped.
+  for (const PoolRecord& p : registry_->pools()) {
+    for (const MemberRecord& m : p.members) registry_->findPool(p.name)->find(m.spec.id)->ready_since = MonoTime{};
+  }
+  saved_persist_version_ = registry_->persistVersion();
+
   // Signals are handled on the control loop; workers must not see them.
   sigset_t block;
   sigemptyset(&block);
@@ -47,19 +72,21 @@ int App::run() {
   std::signal(SIGPIPE, SIG_IGN);
 
   sockets_ = std::make_unique<ListenSocketTable>(workers);
-  std::vector<config::ListenSockets> socks;
   std::vector<int> retired;
-  Status st = sockets_->prepare(*config_, &socks, &retired);
+  st = sockets_->prepare(*config_, &current_sockets_, &retired);
   if (!st.isOk()) {
     SG_LOG(kError, "cannot start: %s", st.message().c_str());
     return 1;
   }
-  for (const auto& s : socks) {
+  for (const auto& s : current_sockets_) {
     logEvent(LogLevel::kInfo, "listening",
              {{"listener", s.listener}, {"address", s.address.toString()},
               {"workers", std::to_string(s.fds.size())}});
   }
-  snapshot_ = buildSnapshot(config_, ++generation_, socks, nullptr, SystemClock::instance().now());
+  listener_stats_ = std::make_unique<ListenerStatsTable>(workers);
+  snapshot_ = buildSnapshot(*registry_, ++generation_, current_sockets_,
+                            listener_stats_->resolve(*config_));
+  published_version_ = registry_->version();
   proxy_ = std::make_unique<l7proxy::Proxy>(workers);
   proxy_->start(snapshot_);
 
@@ -70,18 +97,27 @@ int App::run() {
     signal_events_.push_back(e);
   }
   pthread_sigmask(SIG_UNBLOCK, &block, nullptr);
+  prober_ = std::make_unique<Prober>(
+      base_,
+      [this](const std::string& pool, const std::string& member, const ProbeOutcome& o) {
+        onProbeResult(pool, member, o);
+      },
+      static_cast<uint64_t>(start_time_.time_since_epoch().count()));
+  updateProbeTargets();
   housekeeping_ = event_new(base_, -1, EV_PERSIST, onHousekeeping, this);
   timeval tick{0, 100 * 1000};
   event_add(housekeeping_, &tick);
   logEvent(LogLevel::kInfo, "started",
            {{"version", SG_VERSION}, {"config", opts_.config_path},
-            {"workers", std::to_string(workers)}});
+            {"workers", std::to_string(workers)}, {"state_file", state_path_}});
   event_base_dispatch(base_);
 
+  prober_.reset();
   proxy_->join();
   sockets_->closeEverything();
   for (auto& [gen, fds] : retired_) ListenSocketTable::closeAll(fds);
   retired_.clear();
+  persistIfChanged();
   logTotals();
   logEvent(LogLevel::kInfo, "stopped", {});
   return 0;
@@ -108,9 +144,84 @@ void App::onHousekeeping(evutil_socket_t, short, void* arg) {
       ++it;
     }
   }
-  if (app->shutting_down_ && app->proxy_->totals().downstream_cx_active == 0) {
-    // Workers end on their own once drained; the control loop just stops waiting.
-    event_base_loopexit(app->base_, nullptr);
+  MonoTime now = SystemClock::instance().now();
+  runOutlierDetection(*app->registry_, now);
+  if (app->registry_->tickDrains(now)) app->registry_->markChanged();
+  app->publishIfChanged();
+  app->persistIfChanged();
+}
+
+void App::publishIfChanged() {
+  if (registry_->version() == published_version_ || shutting_down_) return;
+  published_version_ = registry_->version();
+  snapshot_ = buildSnapshot(*registry_, ++generation_, current_sockets_,
+                            listener_stats_->resolve(registry_->config()));
+  proxy_->publish(snapshot_);
+  updateProbeTargets();
+}
+
+void App::persistIfChanged() {
+  uint64_t v = registry_->persistVersion();
+  if (v == saved_persist_version_) return;
+  MonoTime now = SystemClock::instance().now();
+  if (v == failed_persist_version_ && now < next_persist_retry_) return;
+  Status st = registry_->saveState(state_path_);
+  if (st.isOk()) {
+    saved_persist_version_ = v;
+    failed_persist_version_ = 0;
+    return;
+  }
+  // The old file stays as it was; try again in a while (an operator may fix the directory).
+  if (failed_persist_version_ != v) {
+    logEvent(LogLevel::kError, "state file write failed; the previous state file is kept",
+             {{"path", state_path_}, {"error", st.message()}});
+    registry_->addEvent("state_write_failed", "", "", st.message());
+  }
+  failed_persist_version_ = v;
+  next_persist_retry_ = now + std::chrono::seconds(5);
+}
+
+void App::updateProbeTargets() {
+  std::vector<ProbeTarget> targets;
+  for (const PoolRecord& p : registry_->pools()) {
+    if (p.cfg == nullptr || !p.cfg->health.enabled) continue;
+    for (const MemberRecord& m : p.members) {
+      ProbeTarget t;
+      t.pool = p.name;
+      t.member = m.spec.id;
+      t.address = m.spec.address;
+      t.check = p.cfg->health;
+      t.fast = m.transitioning;
+      targets.push_back(std::move(t));
+    }
+  }
+  prober_->setTargets(std::move(targets));
+}
+
+void App::onProbeResult(const std::string& pool, const std::string& member,
+                        const ProbeOutcome& o) {
+  PoolRecord* p = registry_->findPool(pool);
+  if (p == nullptr) return;
+  MemberRecord* m = p->find(member);
+  if (m == nullptr) return;
+  bool was_transitioning = m->transitioning;
+  HealthState before = m->health;
+  HealthChange change =
+      applyProbe(*m, o, p->cfg->health, SystemClock::instance().wallNow());
+  if (change != HealthChange::kNone) {
+    if (change == HealthChange::kBecameHealthy) m->ready_since = SystemClock::instance().now();
+    std::string detail = std::string(healthStateName(before)) + " -> " +
+                         healthStateName(m->health) +
+                         (o.ok ? "" : " (" + o.error + ")");
+    registry_->addEvent("health_changed", pool, member, detail);
+    logEvent(change == HealthChange::kBecameHealthy ? LogLevel::kInfo : LogLevel::kWarn,
+             "member health changed",
+             {{"pool", pool}, {"member", member}, {"health", healthStateName(m->health)},
+              {"detail", o.ok ? "ok" : o.error}});
+    registry_->markChanged();
+    publishIfChanged();
+  } else if (was_transitioning != m->transitioning) {
+    updateProbeTargets();
   }
 }
 
@@ -118,11 +229,13 @@ void App::reload() {
   if (shutting_down_) return;
   config::LoadResult loaded = config::loadConfigFile(opts_.config_path);
   if (!loaded.ok()) {
+    ++reloads_failed_;
     for (const config::ConfigError& e : loaded.errors) {
       logEvent(LogLevel::kError, "config error", {{"error", e.toString()}});
     }
     logEvent(LogLevel::kError, "reload failed; keeping the running config",
              {{"config", opts_.config_path}, {"errors", std::to_string(loaded.errors.size())}});
+    registry_->addEvent("reload_failed", "", "", std::to_string(loaded.errors.size()) + " error(s)");
     return;
   }
   auto cfg = std::make_shared<const config::Config>(std::move(loaded.config));
@@ -130,15 +243,20 @@ void App::reload() {
   std::vector<int> retired;
   Status st = sockets_->prepare(*cfg, &socks, &retired);
   if (!st.isOk()) {
+    ++reloads_failed_;
     logEvent(LogLevel::kError, "reload failed; keeping the running config",
              {{"config", opts_.config_path}, {"error", st.message()}});
+    registry_->addEvent("reload_failed", "", "", st.message());
     return;
   }
+  ++reloads_ok_;
   applyLogSettings(*cfg);
   config_ = cfg;
-  snapshot_ = buildSnapshot(config_, ++generation_, std::move(socks), snapshot_.get(),
-                            SystemClock::instance().now());
-  proxy_->publish(snapshot_);
+  current_sockets_ = std::move(socks);
+  registry_->applyConfig(config_);
+  registry_->addEvent("config_reloaded", "", "", opts_.config_path);
+  registry_->markChanged();
+  publishIfChanged();
   if (!retired.empty()) retired_.emplace_back(generation_, std::move(retired));
   logEvent(LogLevel::kInfo, "reloaded",
            {{"config", opts_.config_path}, {"generation", std::to_string(generation_)}});
@@ -177,7 +295,8 @@ void App::logTotals() {
   };
   for (int i = 0; i < static_cast<int>(l7proxy::LocalReply::kCount); ++i) {
     auto r = static_cast<l7proxy::LocalReply>(i);
-    f.emplace_back(std::string("local_") + l7proxy::localReplyName(r), std::to_string(t.local_replies[i]));
+    f.emplace_back(std::string("local_") + l7proxy::localReplyName(r),
+                   std::to_string(t.local_replies[i]));
   }
   logEvent(LogLevel::kInfo, "totals", f);
 }

@@ -17,6 +17,9 @@
 #include "config/model.h"
 #include "config/snapshot.h"
 #include "control/listen_sockets.h"
+#include "control/pool_registry.h"
+#include "control/prober.h"
+#include "control/snapshot_builder.h"
 #include "l7proxy/proxy.h"
 
 namespace scalegate::control {
@@ -43,6 +46,13 @@ class App {
   void beginShutdown();
   void applyLogSettings(const config::Config& cfg);
   void logTotals();
+  // Rebuilds and publishes the snapshot when the registry changed; saves the state file when
+  // membership changed.
+  void publishIfChanged();
+  void persistIfChanged();
+  void updateProbeTargets();
+  void onProbeResult(const std::string& pool, const std::string& member, const ProbeOutcome& o);
+  std::string statePath(const config::Config& cfg) const;
 
   Options opts_;
   event_base* base_ = nullptr;
@@ -50,6 +60,18 @@ class App {
   event* housekeeping_ = nullptr;
   std::unique_ptr<ListenSocketTable> sockets_;
   std::unique_ptr<l7proxy::Proxy> proxy_;
+  std::unique_ptr<PoolRegistry> registry_;
+  std::unique_ptr<ListenerStatsTable> listener_stats_;
+  std::unique_ptr<Prober> prober_;
+  std::vector<config::ListenSockets> current_sockets_;
+  uint64_t published_version_ = 0;
+  uint64_t saved_persist_version_ = 0;
+  uint64_t failed_persist_version_ = 0;
+  MonoTime next_persist_retry_{};
+  std::string state_path_;
+  WallTime start_time_{};
+  uint64_t reloads_ok_ = 0;
+  uint64_t reloads_failed_ = 0;
   std::shared_ptr<const config::Config> config_;
   std::shared_ptr<const config::Snapshot> snapshot_;
   uint64_t generation_ = 0;

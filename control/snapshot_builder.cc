@@ -3,52 +3,69 @@
 #include "l7proxy/balancer.h"
 
 namespace scalegate::control {
-namespace {
 
-const config::MemberState* findPrevious(const config::Snapshot* prev, const std::string& pool,
-                                        const config::Member& m) {
-  if (prev == nullptr) return nullptr;
-  int pi = prev->poolIndex(pool);
-  if (pi < 0) return nullptr;
-  const config::PoolState& ps = prev->pools[pi];
-  for (size_t i = 0; i < ps.pool->members.size(); ++i) {
-    const config::Member& old = ps.pool->members[i];
-    if (old.id == m.id && old.address == m.address) return &ps.members[i];
+std::vector<std::shared_ptr<l7proxy::ListenerStats>> ListenerStatsTable::resolve(
+    const config::Config& cfg) {
+  std::map<std::string, std::shared_ptr<l7proxy::ListenerStats>> next;
+  std::vector<std::shared_ptr<l7proxy::ListenerStats>> out;
+  for (const config::Listener& l : cfg.listeners) {
+    auto it = blocks_.find(l.name);
+    auto block = it != blocks_.end() ? it->second
+                                     : std::make_shared<l7proxy::ListenerStats>(workers_);
+    next[l.name] = block;
+    out.push_back(block);
   }
-  return nullptr;
+  blocks_ = std::move(next);
+  return out;
 }
 
-}  // namespace
-
 std::shared_ptr<const config::Snapshot> buildSnapshot(
-    std::shared_ptr<const config::Config> cfg, uint64_t generation,
-    std::vector<config::ListenSockets> sockets, const config::Snapshot* previous, MonoTime now) {
+    const PoolRegistry& registry, uint64_t generation, std::vector<config::ListenSockets> sockets,
+    std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats) {
   auto s = std::make_shared<config::Snapshot>();
   s->generation = generation;
-  s->config = cfg;
+  s->config = registry.effectiveConfig();
   s->sockets = std::move(sockets);
-  for (const auto& [name, pool] : cfg->pools) {
+  s->listener_stats = std::move(listener_stats);
+  for (const auto& [name, pool] : s->config->pools) {
+    const PoolRecord* rec = registry.findPool(name);
     config::PoolState ps;
     ps.pool = &pool;
+    if (rec != nullptr) ps.stats = rec->stats;
+    size_t eligible = 0;
+    std::vector<bool> ok(pool.members.size(), false);
+    for (size_t i = 0; i < pool.members.size(); ++i) {
+      const MemberRecord* m = rec != nullptr ? rec->find(pool.members[i].id) : nullptr;
+      ok[i] = m == nullptr || (m->probeHealthy(pool.health) && !m->ejected);
+      if (ok[i]) ++eligible;
+    }
+    const config::LowHealthPolicy& lh = pool.low_health;
+    if (!pool.members.empty() && lh.threshold_percent > 0 &&
+        eligible * 100 < static_cast<size_t>(lh.threshold_percent) * pool.members.size()) {
+      if (lh.action == config::LowHealthAction::kSpreadAll) {
+        ps.panic = true;
+      } else {
+        ps.refuse = true;
+      }
+    }
     std::vector<l7proxy::MemberView> views;
-    for (const config::Member& m : pool.members) {
+    for (size_t i = 0; i < pool.members.size(); ++i) {
+      const config::Member& spec = pool.members[i];
+      const MemberRecord* m = rec != nullptr ? rec->find(spec.id) : nullptr;
       config::MemberState st;
-      st.weight = m.weight;
-      // Until the first probe answers, a member is in its configured initial state.
-      st.healthy = !pool.health.enabled || pool.health.initially_healthy;
-      if (const config::MemberState* old = findPrevious(previous, name, m)) {
-        st.healthy = old->healthy;
-        st.draining = old->draining;
-        st.ready_since = old->ready_since;
-      } else if (previous != nullptr) {
-        st.ready_since = now;
+      st.weight = spec.weight;
+      st.healthy = ps.panic || ok[i];
+      if (m != nullptr) {
+        st.draining = m->drain != DrainState::kNone;
+        st.ready_since = m->ready_since;
+        st.stats = m->stats;
       }
       ps.members.push_back(st);
       l7proxy::MemberView v;
       v.weight = st.draining ? 0 : st.weight;
       v.healthy = st.healthy;
       v.ready_since = st.ready_since;
-      v.id = m.id;
+      v.id = spec.id;
       views.push_back(v);
     }
     ps.tables = l7proxy::HashTables::build(pool.balance, views, pool.maglev_table_size);

@@ -1,20 +1,37 @@
 #pragma once
-// Builds the immutable Snapshot the data paths run on. Control thread.
+// Builds the immutable Snapshot the data paths run on from the registry's current state.
+// Control thread.
 
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
-#include "config/model.h"
 #include "config/snapshot.h"
+#include "control/pool_registry.h"
+#include "l7proxy/stats.h"
 
 namespace scalegate::control {
 
-// `previous` (may be null) carries member state over: a member that keeps its pool, id and
-// address keeps its health and slow-start clock; a member new in this config starts its slow
-// start at `now`. Members of the very first snapshot are not ramped (like HAProxy, slow start
-// is not applied at process start).
+// Statistics blocks of the listeners, by listener name: a listener that survives a reload
+// keeps its block, so its counters never go backwards.
+class ListenerStatsTable {
+ public:
+  explicit ListenerStatsTable(int workers) : workers_(workers) {}
+  // The blocks for cfg's listeners (parallel to cfg.listeners); blocks of listeners no longer
+  // in cfg are dropped here (snapshots still naming them keep them alive).
+  std::vector<std::shared_ptr<l7proxy::ListenerStats>> resolve(const config::Config& cfg);
+
+ private:
+  int workers_;
+  std::map<std::string, std::shared_ptr<l7proxy::ListenerStats>> blocks_;
+};
+
+// A member takes traffic when its probes say healthy (or it has no probe) and outlier
+// detection has not ejected it. When fewer than low_health.threshold_percent of a pool's
+// members qualify, the pool either spreads over every member (panic) or refuses (503).
 std::shared_ptr<const config::Snapshot> buildSnapshot(
-    std::shared_ptr<const config::Config> cfg, uint64_t generation,
-    std::vector<config::ListenSockets> sockets, const config::Snapshot* previous, MonoTime now);
+    const PoolRegistry& registry, uint64_t generation, std::vector<config::ListenSockets> sockets,
+    std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats);
 
 }  // namespace scalegate::control

@@ -38,6 +38,48 @@ const config::Listener& listenerCfg(const ClientConn* c) {
   return *c->view->listeners[c->listener].cfg;
 }
 
+ListenerWorkerStats* listenerStats(const ClientConn* c) {
+  return c->view->listeners[c->listener].stats;
+}
+
+MemberWorkerStats* memberStats(const Exchange& ex) { return ex.pool->member_stats[ex.member]; }
+
+// Passive outlier detection, worker side: count consecutive failures of the member on this
+// worker and raise a signal for control (which decides on ejection) at the pool's threshold.
+void memberFailed(const Exchange& ex) {
+  MemberWorkerStats* ms = memberStats(ex);
+  ms->failures.inc();
+  const config::OutlierDetection& od = ex.pool->cfg->outlier;
+  if (od.enabled && ++ms->consecutive_failures >= od.consecutive_failures) {
+    ms->outlier_signals.inc();
+    ms->consecutive_failures = 0;
+  }
+}
+
+void memberSucceeded(const Exchange& ex) { memberStats(ex)->consecutive_failures = 0; }
+
+// The request is over (answered, failed or abandoned): gauges and duration histograms.
+void endRequest(ClientConn* c) {
+  Exchange& ex = c->ex;
+  if (!ex.state_in_exchange) return;
+  ex.state_in_exchange = false;
+  Worker* w = c->worker;
+  w->mutableCounters().downstream_rq_active.dec();
+  ListenerWorkerStats* ls = listenerStats(c);
+  ls->rq_active.dec();
+  auto micros = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(w->now() - ex.started).count());
+  ls->duration.observe(micros);
+  if (ex.pool != nullptr) ex.pool->stats->duration.observe(micros);
+}
+
+void countResponse(ClientConn* c, uint16_t status) {
+  unsigned cls = status / 100;
+  if (cls > 5) cls = 5;
+  c->worker->mutableCounters().responses_by_class[cls].inc();
+  listenerStats(c)->responses_by_class[cls].inc();
+}
+
 // --- event arming ---------------------------------------------------------------------------
 
 void setClientRead(ClientConn* c, bool on) {
@@ -119,6 +161,8 @@ void destroyUpstream(UpstreamConn* u) {
   ::close(u->fd);
   if (u->in != nullptr) w->buffers().put(u->in);
   w->mutableCounters().upstream_cx_active.dec();
+  if (u->stats != nullptr) u->stats->cx_active.dec();
+  u->stats_owner.reset();
   w->releaseSlot(u->slot);
   u->fd = -1;
   w->deferDelete(u);
@@ -160,7 +204,10 @@ void releaseUpstream(ClientConn* c, bool reusable) {
   UpstreamConn* u = ex.up;
   if (u == nullptr) return;
   ex.up = nullptr;
-  if (ex.pool != nullptr && ex.member >= 0) --ex.pool->active[ex.member];
+  if (ex.pool != nullptr && ex.member >= 0) {
+    --ex.pool->active[ex.member];
+    memberStats(ex)->rq_active.dec();
+  }
   Worker* w = c->worker;
   if (reusable && u->in != nullptr && !u->in->empty()) reusable = false;
   uint32_t max_idle = ex.pool != nullptr ? ex.pool->cfg->upstream.max_idle_per_member : 0;
@@ -242,7 +289,8 @@ void localReply(ClientConn* c, LocalReply why, bool keep_open) {
   }
   uint16_t status = localReplyStatus(why);
   k.local_replies[static_cast<int>(why)].inc();
-  k.responses_by_class[status / 100].inc();
+  listenerStats(c)->local_replies[static_cast<int>(why)].inc();
+  countResponse(c, status);
   ex.status = status;
   ex.resp_started = true;
   if (w->draining() || c->peer_eof) keep_open = false;
@@ -257,10 +305,7 @@ void localReply(ClientConn* c, LocalReply why, bool keep_open) {
   if (c->out != nullptr) c->out->start = c->out->end = 0;  // drop a half-built head
   appendOut(c, buf, static_cast<size_t>(n));
   if (!keep_open) {
-    if (ex.state_in_exchange) {
-      ex.state_in_exchange = false;
-      k.downstream_rq_active.dec();
-    }
+    endRequest(c);
     closeAfterFlush(c);
     return;
   }
@@ -463,8 +508,12 @@ bool canRetry(const ClientConn* c) {
 void upstreamFailed(ClientConn* c, bool timeout) {
   Worker* w = c->worker;
   Exchange& ex = c->ex;
+  // Connect failures were counted where they were seen; a pooled connection that the member
+  // had already closed says nothing about the member.
+  if (ex.up != nullptr && ex.up->connected && !ex.up->reused) memberFailed(ex);
   if (canRetry(c)) {
     w->mutableCounters().upstream_rq_retry.inc();
+    ex.pool->stats->rq_retry.inc();
     // A pooled connection the member had already closed says nothing about the member:
     // the retry may go to it again, on a fresh connection.
     if (ex.up != nullptr && ex.up->reused && ex.exclude_count > 0) --ex.exclude_count;
@@ -501,6 +550,7 @@ void flushUpstream(ClientConn* c) {
       return;
     }
     size_t k = static_cast<size_t>(wr);
+    memberStats(ex)->bytes_in.inc(k);
     size_t from_head = std::min<size_t>(k, head_left);
     ex.req_head_sent += static_cast<uint32_t>(from_head);
     k -= from_head;
@@ -533,6 +583,7 @@ bool assignUpstream(ClientConn* c) {
     in.now = w->now();
     int32_t m = p->balancer->pick(in);
     if (m < 0) {
+      if (ex.attempts == 0) p->stats->no_healthy_member.inc();
       localReply(c, ex.attempts == 0 ? LocalReply::kNoHealthyMember : LocalReply::kBadGateway,
                  ex.req_done && ex.req_fwd == 0);
       return false;
@@ -541,6 +592,9 @@ bool assignUpstream(ClientConn* c) {
     ex.member = m;
     if (ex.exclude_count < kMaxAttempts) ex.tried[ex.exclude_count++] = m;
     ++p->active[m];
+    MemberWorkerStats* ms = p->member_stats[m];
+    ms->rq_total.inc();
+    ms->rq_active.inc();
     MemberSlot* s = p->slots[m];
     UpstreamConn* u = s->idle_head;
     if (u != nullptr) {
@@ -555,15 +609,23 @@ bool assignUpstream(ClientConn* c) {
     u = connectUpstream(w, s, &err);
     if (u == nullptr) {
       w->mutableCounters().upstream_cx_connect_fail.inc();
+      ms->cx_connect_fail.inc();
+      memberFailed(ex);
       --p->active[m];
+      ms->rq_active.dec();
       if (canRetry(c)) {
         w->mutableCounters().upstream_rq_retry.inc();
+        p->stats->rq_retry.inc();
         continue;
       }
       localReply(c, LocalReply::kBadGateway, ex.req_done && ex.req_fwd == 0);
       return false;
     }
     u->client = c;
+    u->stats_owner = p->member_blocks[m];
+    u->stats = ms;
+    ms->cx_total.inc();
+    ms->cx_active.inc();
     ex.up = u;
     if (u->connected) {
       flushUpstream(c);
@@ -596,6 +658,8 @@ void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
   c->head_started = MonoTime{};
   k.downstream_rq_total.inc();
   k.downstream_rq_active.inc();
+  lv.stats->rq_total.inc();
+  lv.stats->rq_active.inc();
   setDeadline(c, ex.started + l.timeouts.request);
 
   const RouteView* rv = nullptr;
@@ -623,6 +687,13 @@ void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
     return;
   }
   ex.pool = rv->pool;
+  ex.pool->stats->rq_total.inc();
+  if (ex.pool->state->refuse) {  // too few healthy members and the pool says refuse
+    ex.pool->stats->no_healthy_member.inc();
+    c->in->start += head_bytes;
+    localReply(c, LocalReply::kNoHealthyMember, ex.req_done && ex.req_remaining == 0);
+    return;
+  }
   ex.req_head = w->buffers().get();
   if (!buildUpstreamHead(c, h, ex.req_head)) {
     c->in->start += head_bytes;
@@ -839,7 +910,13 @@ void upstreamInput(ClientConn* c) {
         (r.body == BodyKind::kContentLength && r.content_length == 0)) {
       ex.resp_done = true;
     }
-    w->mutableCounters().responses_by_class[r.status / 100].inc();
+    countResponse(c, r.status);
+    memberStats(ex)->responses_by_class[r.status / 100 > 5 ? 5 : r.status / 100].inc();
+    if (r.status >= 500) {
+      memberFailed(ex);
+    } else {
+      memberSucceeded(ex);
+    }
     ex.resp_started = true;
     if (ex.req_head != nullptr) {  // no retry after a response: the rewritten head can go
       w->buffers().put(ex.req_head);
@@ -895,10 +972,7 @@ void finishExchange(ClientConn* c) {
     w->buffers().put(ex.req_head);
     ex.req_head = nullptr;
   }
-  if (ex.state_in_exchange) {
-    ex.state_in_exchange = false;
-    w->mutableCounters().downstream_rq_active.dec();
-  }
+  endRequest(c);
   releaseIfEmpty(w->buffers(), c->out);
   if (!ex.client_keep_alive || c->peer_eof || w->draining() || !ex.req_done || ex.req_fwd > 0) {
     closeAfterFlush(c);
@@ -1046,6 +1120,8 @@ void onClientTimer(evutil_socket_t, short, void* arg) {
       bool connecting = ex.up != nullptr && !ex.up->connected;
       if (connecting && now >= ex.connect_deadline && now < request_deadline) {
         w->mutableCounters().upstream_cx_connect_fail.inc();
+        memberStats(ex)->cx_connect_fail.inc();
+        memberFailed(ex);
         setDeadline(c, request_deadline);
         upstreamFailed(c, true);
         return;
@@ -1058,6 +1134,7 @@ void onClientTimer(evutil_socket_t, short, void* arg) {
       if (ex.resp_started) {
         closeClient(c);
       } else {
+        if (ex.up != nullptr) memberFailed(ex);
         localReply(c, LocalReply::kGatewayTimeout, false);
       }
       return;
@@ -1086,6 +1163,7 @@ void onUpstreamRead(evutil_socket_t fd, short, void* arg) {
   ssize_t n = ::read(fd, u->in->data() + u->in->end, u->in->room());
   if (n > 0) {
     u->in->end += static_cast<uint32_t>(n);
+    memberStats(c->ex)->bytes_out.inc(static_cast<uint64_t>(n));
     upstreamInput(c);
     return;
   }
@@ -1108,6 +1186,8 @@ void onUpstreamWrite(evutil_socket_t fd, short, void* arg) {
     ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
       w->mutableCounters().upstream_cx_connect_fail.inc();
+      memberStats(c->ex)->cx_connect_fail.inc();
+      memberFailed(c->ex);
       upstreamFailed(c, false);
       return;
     }
@@ -1134,6 +1214,8 @@ void acceptClient(Worker* w, int fd, const sockaddr* peer, socklen_t peer_len, i
   event_assign(&c->wev, w->base(), fd, EV_WRITE | EV_PERSIST, onClientWrite, c);
   evtimer_assign(&c->timer, w->base(), onClientTimer, c);
   w->addClient(c);
+  listenerStats(c)->cx_total.inc();
+  listenerStats(c)->cx_active.inc();
   setClientRead(c, true);
   // A new connection must send its first request within the request-header timeout.
   setDeadline(c, w->now() + listenerCfg(c).timeouts.request_header);
@@ -1146,8 +1228,8 @@ void closeClient(ClientConn* c) {
   Exchange& ex = c->ex;
   if (ex.req_head != nullptr) w->buffers().put(ex.req_head);
   ex.req_head = nullptr;
-  if (ex.state_in_exchange) w->mutableCounters().downstream_rq_active.dec();
-  ex.state_in_exchange = false;
+  endRequest(c);
+  listenerStats(c)->cx_active.dec();
   if (c->in != nullptr) w->buffers().put(c->in);
   if (c->out != nullptr) w->buffers().put(c->out);
   c->in = c->out = nullptr;

@@ -10,10 +10,12 @@
 #include <event2/event_struct.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "common/clock.h"
 #include "l7proxy/http1_parser.h"
 #include "l7proxy/io_buffer.h"
+#include "l7proxy/stats.h"
 
 namespace scalegate::l7proxy {
 
@@ -34,6 +36,8 @@ struct UpstreamConn {
   UpstreamConn* prev_idle = nullptr;
   IoBuffer* in = nullptr;  // response bytes
   MonoTime idle_since{};
+  std::shared_ptr<MemberStats> stats_owner;  // keeps `stats` valid while the connection lives
+  MemberWorkerStats* stats = nullptr;        // of the member that opened it, this worker's slot
   bool connected = false;
   bool reused = false;      // carried an earlier request
   bool read_enabled = false;

@@ -53,7 +53,10 @@ Worker::Worker(int id, SnapshotChannel* channel)
       channel_(channel),
       buffers_(16 * 1024),
       request_head_(std::make_unique<RequestHead>()),
-      response_head_(std::make_unique<ResponseHead>()) {
+      response_head_(std::make_unique<ResponseHead>()),
+      sink_listener_(std::make_unique<ListenerWorkerStats>()),
+      sink_pool_(std::make_unique<PoolWorkerStats>()),
+      sink_member_(std::make_unique<MemberWorkerStats>()) {
   event_config* cfg = event_config_new();
   event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
   base_ = event_base_new_with_config(cfg);
@@ -194,15 +197,22 @@ void Worker::adoptLatest() {
       members[m].ready_since = ps.members[m].ready_since;
       members[m].id = ps.pool->members[m].id;
       pv.slots.push_back(slotFor(ps.pool->members[m].address));
+      const auto& block = ps.members[m].stats;
+      pv.member_blocks.push_back(block);
+      pv.member_stats.push_back(block != nullptr ? &block->per_worker[id_] : sink_member_.get());
     }
+    pv.stats = ps.stats != nullptr ? &ps.stats->per_worker[id_] : sink_pool_.get();
     pv.active.assign(ps.members.size(), 0);
     pv.balancer = Balancer::create(ps.pool->balance, members, &ps.tables, ps.pool->slow_start,
                                    mix64(s->generation * 1315423911ULL + id_ * 2654435761ULL + i));
   }
-  for (const config::Listener& l : s->config->listeners) {
+  for (size_t li = 0; li < s->config->listeners.size(); ++li) {
+    const config::Listener& l = s->config->listeners[li];
     if (l.protocol != config::ListenerProtocol::kHttp) continue;
     ListenerView lv;
     lv.cfg = &l;
+    ListenerStats* block = li < s->listener_stats.size() ? s->listener_stats[li].get() : nullptr;
+    lv.stats = block != nullptr ? &block->per_worker[id_] : sink_listener_.get();
     lv.limits.max_head_bytes = static_cast<uint32_t>(l.limits.max_request_header_bytes);
     lv.limits.max_headers = l.limits.max_headers;
     lv.limits.max_uri_bytes = static_cast<uint32_t>(l.limits.max_uri_bytes);

@@ -25,6 +25,7 @@
 #include "l7proxy/counters.h"
 #include "l7proxy/http1_parser.h"
 #include "l7proxy/io_buffer.h"
+#include "l7proxy/stats.h"
 
 namespace scalegate::l7proxy {
 
@@ -49,6 +50,9 @@ struct PoolView {
   std::unique_ptr<Balancer> balancer;
   std::vector<MemberSlot*> slots;  // parallel to cfg->members
   std::vector<uint32_t> active;    // in-flight requests per member on this worker
+  PoolWorkerStats* stats = nullptr;                 // this worker's slot
+  std::vector<MemberWorkerStats*> member_stats;     // parallel to cfg->members
+  std::vector<std::shared_ptr<MemberStats>> member_blocks;  // owners, for upstream connections
 };
 
 struct RouteView {
@@ -58,6 +62,7 @@ struct RouteView {
 
 struct ListenerView {
   const config::Listener* cfg = nullptr;
+  ListenerWorkerStats* stats = nullptr;  // this worker's slot
   std::vector<RouteView> routes;
   ParseLimits limits;
 };
@@ -156,6 +161,10 @@ class Worker {
   std::vector<UpstreamConn*> dead_upstreams_;
   std::unique_ptr<RequestHead> request_head_;
   std::unique_ptr<ResponseHead> response_head_;
+  // Where counters go when a snapshot carries no stats block (tests build such snapshots).
+  std::unique_ptr<ListenerWorkerStats> sink_listener_;
+  std::unique_ptr<PoolWorkerStats> sink_pool_;
+  std::unique_ptr<MemberWorkerStats> sink_member_;
 };
 
 // Control → workers: the latest snapshot and the drain/stop orders. Control writes, workers
