@@ -7,7 +7,11 @@
 #include "common/log.h"
 #include "config/loader.h"
 #include "control/health_tracker.h"
+#include "control/metrics.h"
 #include "control/outlier.h"
+
+#include <fstream>
+#include <sstream>
 
 namespace scalegate::control {
 
@@ -97,6 +101,31 @@ int App::run() {
     signal_events_.push_back(e);
   }
   pthread_sigmask(SIG_UNBLOCK, &block, nullptr);
+  AdminServer::Hooks hooks;
+  hooks.metrics = [this] { return renderMetricsText(); };
+  hooks.ready = [this] { return !shutting_down_; };
+  hooks.changed = [this] {
+    publishIfChanged();
+    return persistNow();
+  };
+  admin_ = std::make_unique<AdminServer>(base_, *registry_, std::move(hooks));
+  Result<std::string> token = readAdminToken(*config_);
+  st = token.status();
+  if (st.isOk()) {
+    admin_->setToken(std::move(token).value());
+    admin_->setMaxBodyBytes(config_->admin.max_request_body_bytes);
+    st = admin_->listen(config_->admin.listen);
+  }
+  if (!st.isOk()) {
+    SG_LOG(kError, "cannot start: admin API on %s: %s",
+           config_->admin.listen.toString().c_str(), st.message().c_str());
+    proxy_->drain(Duration::zero());
+    proxy_->join();
+    return 1;
+  }
+  logEvent(LogLevel::kInfo, "admin listening",
+           {{"address", admin_->boundAddress().toString()},
+            {"token", config_->admin.token_file.empty() ? "none (/v1 refused)" : "from file"}});
   prober_ = std::make_unique<Prober>(
       base_,
       [this](const std::string& pool, const std::string& member, const ProbeOutcome& o) {
@@ -113,6 +142,7 @@ int App::run() {
   event_base_dispatch(base_);
 
   prober_.reset();
+  admin_.reset();
   proxy_->join();
   sockets_->closeEverything();
   for (auto& [gen, fds] : retired_) ListenSocketTable::closeAll(fds);
@@ -160,6 +190,43 @@ void App::publishIfChanged() {
   updateProbeTargets();
 }
 
+Result<std::string> App::readAdminToken(const config::Config& cfg) {
+  std::string token;
+  if (cfg.admin.token_file.empty()) return token;
+  std::ifstream in(cfg.admin.token_file);
+  if (!in) return ioError("cannot read admin.token_file " + cfg.admin.token_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  token = ss.str();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.empty()) return invalidArgument("admin.token_file " + cfg.admin.token_file + " is empty");
+  return token;
+}
+
+std::string App::renderMetricsText() {
+  l7proxy::CounterTotals totals = proxy_->totals();
+  MetricsInput in;
+  in.registry = registry_.get();
+  in.snapshot = snapshot_.get();
+  in.totals = &totals;
+  in.start_time = start_time_;
+  in.version = SG_VERSION;
+  in.config_reloads_ok = reloads_ok_;
+  in.config_reloads_failed = reloads_failed_;
+  return renderMetrics(in);
+}
+
+Status App::persistNow() {
+  uint64_t v = registry_->persistVersion();
+  if (v == saved_persist_version_) return Status::ok();
+  Status st = registry_->saveState(state_path_);
+  if (st.isOk()) {
+    saved_persist_version_ = v;
+    failed_persist_version_ = 0;
+  }
+  return st;
+}
+
 void App::persistIfChanged() {
   uint64_t v = registry_->persistVersion();
   if (v == saved_persist_version_) return;
@@ -205,22 +272,34 @@ void App::onProbeResult(const std::string& pool, const std::string& member,
   MemberRecord* m = p->find(member);
   if (m == nullptr) return;
   bool was_transitioning = m->transitioning;
+  const config::HealthCheck& hc = p->cfg->health;
+  bool was_ok = m->probeHealthy(hc);
   HealthState before = m->health;
-  HealthChange change =
-      applyProbe(*m, o, p->cfg->health, SystemClock::instance().wallNow());
+  HealthChange change = applyProbe(*m, o, hc, SystemClock::instance().wallNow());
+  bool now_ok = m->probeHealthy(hc);
   if (change != HealthChange::kNone) {
-    if (change == HealthChange::kBecameHealthy) m->ready_since = SystemClock::instance().now();
     std::string detail = std::string(healthStateName(before)) + " -> " +
-                         healthStateName(m->health) +
-                         (o.ok ? "" : " (" + o.error + ")");
+                         healthStateName(m->health) + (o.ok ? "" : " (" + o.error + ")");
     registry_->addEvent("health_changed", pool, member, detail);
-    logEvent(change == HealthChange::kBecameHealthy ? LogLevel::kInfo : LogLevel::kWarn,
-             "member health changed",
+    logEvent(now_ok ? LogLevel::kInfo : LogLevel::kWarn, "member health changed",
              {{"pool", pool}, {"member", member}, {"health", healthStateName(m->health)},
               {"detail", o.ok ? "ok" : o.error}});
+  }
+  if (was_ok != now_ok) {
+    // Only a member that could not take traffic and now can starts a slow-start ramp (the
+    // first verdict of an initially-healthy member changes nothing for the data paths).
+    if (now_ok) {
+      m->ready_since = SystemClock::instance().now();
+      // It was down and its probes bring it back: a passive ejection from the failures that
+      // went with the outage ends too (Envoy's successful_active_health_check_uneject_host).
+      if (m->ejected) {
+        m->ejected = false;
+        registry_->addEvent("unejected", pool, member, "active health check passed");
+      }
+    }
     registry_->markChanged();
-    publishIfChanged();
-  } else if (was_transitioning != m->transitioning) {
+    publishIfChanged();  // also refreshes probe targets
+  } else if (change != HealthChange::kNone || was_transitioning != m->transitioning) {
     updateProbeTargets();
   }
 }
@@ -239,6 +318,14 @@ void App::reload() {
     return;
   }
   auto cfg = std::make_shared<const config::Config>(std::move(loaded.config));
+  Result<std::string> token = readAdminToken(*cfg);
+  if (!token.isOk()) {
+    ++reloads_failed_;
+    logEvent(LogLevel::kError, "reload failed; keeping the running config",
+             {{"config", opts_.config_path}, {"error", token.status().message()}});
+    registry_->addEvent("reload_failed", "", "", token.status().message());
+    return;
+  }
   std::vector<config::ListenSockets> socks;
   std::vector<int> retired;
   Status st = sockets_->prepare(*cfg, &socks, &retired);
@@ -250,6 +337,12 @@ void App::reload() {
     return;
   }
   ++reloads_ok_;
+  if (cfg->admin.listen != config_->admin.listen) {
+    logEvent(LogLevel::kWarn, "admin.listen changed; it takes effect at the next restart",
+             {{"running", admin_->boundAddress().toString()}});
+  }
+  admin_->setToken(std::move(token).value());
+  admin_->setMaxBodyBytes(cfg->admin.max_request_body_bytes);
   applyLogSettings(*cfg);
   config_ = cfg;
   current_sockets_ = std::move(socks);

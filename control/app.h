@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "config/model.h"
 #include "config/snapshot.h"
+#include "control/admin_server.h"
 #include "control/listen_sockets.h"
 #include "control/pool_registry.h"
 #include "control/prober.h"
@@ -50,6 +51,11 @@ class App {
   // membership changed.
   void publishIfChanged();
   void persistIfChanged();
+  // Saves the state file now if membership changed; the error when it could not.
+  Status persistNow();
+  std::string renderMetricsText();
+  // The admin bearer token from cfg.admin.token_file ("" when none is configured).
+  static Result<std::string> readAdminToken(const config::Config& cfg);
   void updateProbeTargets();
   void onProbeResult(const std::string& pool, const std::string& member, const ProbeOutcome& o);
   std::string statePath(const config::Config& cfg) const;
@@ -63,6 +69,7 @@ class App {
   std::unique_ptr<PoolRegistry> registry_;
   std::unique_ptr<ListenerStatsTable> listener_stats_;
   std::unique_ptr<Prober> prober_;
+  std::unique_ptr<AdminServer> admin_;
   std::vector<config::ListenSockets> current_sockets_;
   uint64_t published_version_ = 0;
   uint64_t saved_persist_version_ = 0;

@@ -9,10 +9,6 @@
 
 #include "control/load_report.h"
 
-// tests/fuzz/CMakeLists.txt links sg_l7proxy, sg_config and sg_common but not sg_control; the
-// parser has no other dependency, so it is compiled into this target directly.
-#include "control/load_report.cc"
-
 namespace {
 
 using scalegate::control::LoadReport;
