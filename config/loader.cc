@@ -822,9 +822,9 @@ void Loader::loadVip(const Entry& e, Listener* out) {
 
 void Loader::loadPool(const Entry& e, Pool* out) {
   out->where = where(e);
-  Fields f = fieldsOf(e, {"mode", "balance", "hash", "maglev_table_size", "slow_start", "upstream",
-                          "health", "outlier", "low_health", "drain_timeout", "members",
-                          "autoscale"});
+  Fields f =
+      fieldsOf(e, {"mode", "balance", "hash", "maglev_table_size", "slow_start", "upstream",
+                   "health", "outlier", "low_health", "drain_timeout", "members", "autoscale"});
   if (!f.ok) return;
   if (const Entry* x = f.get("mode")) readEnum(*x, kPoolModes, &out->mode);
   if (const Entry* x = f.get("balance")) readEnum(*x, kBalances, &out->balance);

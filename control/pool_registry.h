@@ -37,12 +37,12 @@ const char* drainStateName(DrainState s);    // "none" | "draining" | "drained"
 
 // What one probe found (control/prober.h fills it).
 struct ProbeOutcome {
-  bool ok = false;               // connected / status in the expected ranges / app healthy
-  int http_status = 0;           // 0 for TCP probes or when no response came
-  Duration duration{};           // connect (TCP) or until the whole answer was read
-  std::string error;             // "" when ok; else "connect: Connection refused", "timeout", ...
+  bool ok = false;      // connected / status in the expected ranges / app healthy
+  int http_status = 0;  // 0 for TCP probes or when no response came
+  Duration duration{};  // connect (TCP) or until the whole answer was read
+  std::string error;    // "" when ok; else "connect: Connection refused", "timeout", ...
   std::map<std::string, double> load;  // reported load (cpu, mem, queue, custom names)
-  std::string app_health;        // rich health body state: Initializing|Healthy|Unhealthy|Unknown
+  std::string app_health;  // rich health body state: Initializing|Healthy|Unhealthy|Unknown
 };
 
 struct MemberRecord {
@@ -69,8 +69,8 @@ struct MemberRecord {
   // Passive outlier detection.
   bool ejected = false;
   MonoTime ejected_until{};
-  uint32_t ejections = 0;            // how many times (drives the back-off)
-  uint64_t outlier_signals_seen = 0; // stats->outlier_signals sum already acted upon
+  uint32_t ejections = 0;             // how many times (drives the back-off)
+  uint64_t outlier_signals_seen = 0;  // stats->outlier_signals sum already acted upon
 
   MonoTime ready_since{};  // last became able to take traffic: slow start counts from it
   std::shared_ptr<l7proxy::MemberStats> stats;
@@ -94,9 +94,9 @@ struct PoolRecord {
 struct Event {
   uint64_t seq = 0;  // increasing from 1
   WallTime at{};
-  std::string type;    // member_added, member_removed, member_updated, health_changed,
-                       // drain_started, drained, drain_timeout, ejected, unejected,
-                       // config_reloaded, state_write_failed, ...
+  std::string type;  // member_added, member_removed, member_updated, health_changed,
+                     // drain_started, drained, drain_timeout, ejected, unejected,
+                     // config_reloaded, state_write_failed, ...
   std::string pool;
   std::string member;  // "" when the event is about the pool or the process
   std::string detail;  // human-readable, e.g. "unhealthy -> healthy after 2 ok probes"
@@ -150,6 +150,8 @@ class PoolRegistry {
   // and drains of pools or config members no longer in the config are dropped at applyConfig.
   Status loadState(const std::string& path);
   Status saveState(const std::string& path) const;
+  // loadState() of text already read; `path` only names it in errors (tests, the fuzzer).
+  Status loadStateText(const std::string& path, const std::string& text);
   // What saveState() writes (for tests and debugging).
   std::string stateJson() const;
 

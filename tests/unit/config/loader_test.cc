@@ -669,7 +669,8 @@ pools:
   web: {}
 )");
   EXPECT_TRUE(hasErrorLike(r, 2, "admin.state_file", "bad state_file \"/var/lib/scalegate/\""));
-  EXPECT_TRUE(hasError(r, "web.yaml:3: admin.max_request_body_bytes: 512 is out of range (1k..16M)"));
+  EXPECT_TRUE(
+      hasError(r, "web.yaml:3: admin.max_request_body_bytes: 512 is out of range (1k..16M)"));
   EXPECT_TRUE(hasErrorLike(r, 4, "admin.statefile", "unknown key \"statefile\""));
 
   LoadResult big = load(R"(admin: { max_request_body_bytes: 17M }
@@ -677,7 +678,8 @@ listeners:
   - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
 pools: { web: {} }
 )");
-  EXPECT_TRUE(hasError(big, "web.yaml:1: admin.max_request_body_bytes: 17M is out of range (1k..16M)"));
+  EXPECT_TRUE(
+      hasError(big, "web.yaml:1: admin.max_request_body_bytes: 17M is out of range (1k..16M)"));
 }
 
 TEST(Loader, OutlierLowHealthDrainTimeout) {
@@ -725,21 +727,32 @@ TEST(Loader, OutlierLowHealthDrainTimeoutErrors) {
     low_health: { threshold_percent: 150, action: panic }
     drain_timeout: -1s
 )"));
-  EXPECT_TRUE(hasError(r, "web.yaml:6: pools.web.outlier.enabled: expected true or false, got \"maybe\""));
-  EXPECT_TRUE(hasError(r, "web.yaml:7: pools.web.outlier.consecutive_failures: 0 is out of range (1..1000)"));
-  EXPECT_TRUE(hasError(r, "web.yaml:8: pools.web.outlier.base_ejection: must be greater than 0, got \"0\""));
+  EXPECT_TRUE(
+      hasError(r, "web.yaml:6: pools.web.outlier.enabled: expected true or false, got \"maybe\""));
+  EXPECT_TRUE(hasError(
+      r, "web.yaml:7: pools.web.outlier.consecutive_failures: 0 is out of range (1..1000)"));
+  EXPECT_TRUE(hasError(
+      r, "web.yaml:8: pools.web.outlier.base_ejection: must be greater than 0, got \"0\""));
   EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.outlier.max_ejection", "bad duration"));
-  EXPECT_TRUE(hasError(r, "web.yaml:10: pools.web.outlier.max_ejection_percent: 101 is out of range (0..100)"));
+  EXPECT_TRUE(hasError(
+      r, "web.yaml:10: pools.web.outlier.max_ejection_percent: 101 is out of range (0..100)"));
   EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.outlier.burst", "unknown key \"burst\""));
-  EXPECT_TRUE(hasError(r, "web.yaml:12: pools.web.low_health.threshold_percent: 150 is out of range (0..100)"));
-  EXPECT_TRUE(hasError(r, "web.yaml:12: pools.web.low_health.action: invalid value \"panic\" (expected one of: spread_all, refuse)"));
+  EXPECT_TRUE(hasError(
+      r, "web.yaml:12: pools.web.low_health.threshold_percent: 150 is out of range (0..100)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:12: pools.web.low_health.action: invalid value \"panic\" "
+                       "(expected one of: spread_all, refuse)"));
   EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.drain_timeout", "bad duration"));
 
   LoadResult order = load(withPools("    outlier: { base_ejection: 1m, max_ejection: 30s }\n"));
-  EXPECT_TRUE(hasError(order, "web.yaml:5: pools.web.outlier.max_ejection: max_ejection (30s) must not be shorter than base_ejection (1m)"));
+  EXPECT_TRUE(hasError(order,
+                       "web.yaml:5: pools.web.outlier.max_ejection: max_ejection (30s) must not be "
+                       "shorter than base_ejection (1m)"));
   // The default max (300s) is checked against a configured base too.
   LoadResult base_only = load(withPools("    outlier:\n      base_ejection: 10m\n"));
-  EXPECT_TRUE(hasError(base_only, "web.yaml:6: pools.web.outlier.max_ejection: max_ejection (5m) must not be shorter than base_ejection (10m)"));
+  EXPECT_TRUE(hasError(base_only,
+                       "web.yaml:6: pools.web.outlier.max_ejection: max_ejection (5m) must not be "
+                       "shorter than base_ejection (10m)"));
 
   LoadResult not_map = load(withPools("    outlier: 5\n    low_health: [1]\n"));
   EXPECT_TRUE(hasErrorLike(not_map, 5, "pools.web.outlier", "expected a map"));
