@@ -1,7 +1,6 @@
 #include "control/app.h"
 
 #include <csignal>
-#include <filesystem>
 #include <thread>
 
 #include "common/log.h"
@@ -9,6 +8,7 @@
 #include "control/health_tracker.h"
 #include "control/metrics.h"
 #include "control/outlier.h"
+#include "control/state_file.h"
 
 #include <fstream>
 #include <sstream>
@@ -29,12 +29,6 @@ void App::applyLogSettings(const config::Config& cfg) {
   setLogFormat(cfg.log.format);
 }
 
-std::string App::statePath(const config::Config& cfg) const {
-  if (!cfg.admin.state_file.empty()) return cfg.admin.state_file;
-  std::filesystem::path p(opts_.config_path);
-  return (p.parent_path() / (p.stem().string() + ".state.json")).string();
-}
-
 int App::run() {
   start_time_ = SystemClock::instance().wallNow();
   config::LoadResult loaded = config::loadConfigFile(opts_.config_path);
@@ -52,7 +46,7 @@ int App::run() {
 
   // Membership the API registered before a restart comes back first.
   registry_ = std::make_unique<PoolRegistry>(workers, SystemClock::instance());
-  state_path_ = statePath(*config_);
+  state_path_ = stateFilePath(*config_);
   Status st = registry_->loadState(state_path_);
   if (!st.isOk()) {
     SG_LOG(kError, "cannot start: state file %s: %s", state_path_.c_str(), st.message().c_str());
@@ -176,7 +170,7 @@ void App::onHousekeeping(evutil_socket_t, short, void* arg) {
   }
   MonoTime now = SystemClock::instance().now();
   runOutlierDetection(*app->registry_, now);
-  if (app->registry_->tickDrains(now)) app->registry_->markChanged();
+  app->registry_->tickDrains(now);
   app->publishIfChanged();
   app->persistIfChanged();
 }

@@ -58,7 +58,6 @@ class App {
   static Result<std::string> readAdminToken(const config::Config& cfg);
   void updateProbeTargets();
   void onProbeResult(const std::string& pool, const std::string& member, const ProbeOutcome& o);
-  std::string statePath(const config::Config& cfg) const;
 
   Options opts_;
   event_base* base_ = nullptr;
