@@ -73,7 +73,13 @@ TEST(Loader, LocalExample) {
   EXPECT_EQ(p.members[1].id, "vm-1");
   EXPECT_EQ(p.members[1].address.toString(), "127.0.0.1:9002");
   EXPECT_EQ(p.members[1].zone, "2");
-  EXPECT_FALSE(p.health.enabled);
+  EXPECT_TRUE(p.health.enabled);
+  EXPECT_EQ(p.health.type, HealthCheckType::kHttp);
+  EXPECT_EQ(p.health.path, "/health");
+  EXPECT_EQ(p.health.rise, 2u);
+  EXPECT_EQ(p.health.fall, 2u);
+  EXPECT_EQ(p.slow_start, std::chrono::seconds(10));
+  EXPECT_EQ(c.admin.token_file, "/tmp/scalegate-demo/admin.token");
   EXPECT_FALSE(p.autoscale.enabled);
 }
 
