@@ -141,6 +141,23 @@ TEST(SnapshotBuilderTest, BelowThresholdRefusesWhenConfigured) {
   EXPECT_FALSE(snap->pools[0].panic);
 }
 
+TEST(SnapshotBuilderTest, MemberJoiningWhileRunningWaitsForItsProbes) {
+  ManualClock clock;
+  PoolRegistry reg(1, clock);
+  reg.applyConfig(loadCfg(poolYaml(2, "    health: { type: http, path: /health }\n")));
+  PoolRecord* pool = reg.findPool("web");
+  // Present at start (ready_since zero): the configured initial state (healthy) applies.
+  pool->find("m0")->ready_since = MonoTime{};
+  // Joined later and not probed yet: no traffic until its probes say healthy.
+  pool->find("m1")->ready_since = clock.now();
+  auto snap = buildSnapshot(reg, 1, {}, {});
+  EXPECT_TRUE(snap->pools[0].members[0].healthy);
+  EXPECT_FALSE(snap->pools[0].members[1].healthy);
+  pool->find("m1")->health = HealthState::kHealthy;
+  snap = buildSnapshot(reg, 2, {}, {});
+  EXPECT_TRUE(snap->pools[0].members[1].healthy);
+}
+
 TEST(SnapshotBuilderTest, ListenerStatsSurviveReload) {
   ListenerStatsTable t(2);
   auto cfg = loadCfg(poolYaml(1, ""));
