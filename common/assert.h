@@ -11,8 +11,7 @@ void bugHit(const char* file, int line, const char* expr);
 uint64_t bugCount();
 }  // namespace scalegate
 
-#define SG_CHECK(cond) \
-  ((cond) ? (void)0 : ::scalegate::checkFailed(__FILE__, __LINE__, #cond))
+#define SG_CHECK(cond) ((cond) ? (void)0 : ::scalegate::checkFailed(__FILE__, __LINE__, #cond))
 #define SG_BUG(cond) ((cond) ? (void)0 : ::scalegate::bugHit(__FILE__, __LINE__, #cond))
 #ifdef NDEBUG
 #define SG_ASSERT(cond) ((void)0)

@@ -13,8 +13,8 @@ using WallTime = std::chrono::system_clock::time_point;
 class Clock {
  public:
   virtual ~Clock() = default;
-  virtual MonoTime now() const = 0;       // monotonic
-  virtual WallTime wallNow() const = 0;   // for timestamps shown to people
+  virtual MonoTime now() const = 0;      // monotonic
+  virtual WallTime wallNow() const = 0;  // for timestamps shown to people
 };
 
 // The real clocks. Thread-safe.

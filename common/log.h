@@ -36,8 +36,8 @@ void logEvent(LogLevel level, std::string_view msg,
 
 }  // namespace scalegate
 
-#define SG_LOG(level, ...)                                           \
-  do {                                                               \
-    if (::scalegate::logEnabled(::scalegate::LogLevel::level))       \
+#define SG_LOG(level, ...)                                               \
+  do {                                                                   \
+    if (::scalegate::logEnabled(::scalegate::LogLevel::level))           \
       ::scalegate::logPrintf(::scalegate::LogLevel::level, __VA_ARGS__); \
   } while (0)

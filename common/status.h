@@ -47,12 +47,8 @@ inline Status invalidArgument(std::string m) {
 }
 inline Status notFound(std::string m) { return Status(StatusCode::kNotFound, std::move(m)); }
 inline Status ioError(std::string m) { return Status(StatusCode::kIo, std::move(m)); }
-inline Status unavailable(std::string m) {
-  return Status(StatusCode::kUnavailable, std::move(m));
-}
-inline Status internalError(std::string m) {
-  return Status(StatusCode::kInternal, std::move(m));
-}
+inline Status unavailable(std::string m) { return Status(StatusCode::kUnavailable, std::move(m)); }
+inline Status internalError(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
 // ioError with strerror(errno_value) appended: "what: Connection refused".
 Status errnoStatus(const std::string& what, int errno_value);
 
@@ -60,7 +56,7 @@ Status errnoStatus(const std::string& what, int errno_value);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
 
   bool isOk() const { return std::holds_alternative<T>(v_); }
@@ -84,8 +80,8 @@ class [[nodiscard]] Result {
 }  // namespace scalegate
 
 // Returns early from the enclosing function when `expr` (a Status) is not ok.
-#define SG_RETURN_IF_ERROR(expr)              \
-  do {                                        \
-    ::scalegate::Status sg_status_ = (expr);  \
+#define SG_RETURN_IF_ERROR(expr)               \
+  do {                                         \
+    ::scalegate::Status sg_status_ = (expr);   \
     if (!sg_status_.isOk()) return sg_status_; \
   } while (0)

@@ -15,8 +15,8 @@ namespace scalegate::config {
 struct ConfigError {
   std::string file;
   int line = 0;
-  std::string key;      // dotted path: "pools.web.health.interval"
-  std::string message;  // "bad duration \"5 parsecs\": unknown unit"
+  std::string key;               // dotted path: "pools.web.health.interval"
+  std::string message;           // "bad duration \"5 parsecs\": unknown unit"
   std::string toString() const;  // "file:line: key: message"
 };
 
@@ -24,7 +24,7 @@ struct LoadResult {
   Config config;
   std::vector<ConfigError> errors;  // empty on success
   bool ok() const { return errors.empty(); }
-  std::string errorText() const;    // one error per line
+  std::string errorText() const;  // one error per line
 };
 
 // Reads the file at `path`.

@@ -23,7 +23,7 @@ struct SourceLocation {
 };
 
 struct AdminConfig {
-  SocketAddress listen;  // default 127.0.0.1:9900
+  SocketAddress listen;    // default 127.0.0.1:9900
   std::string token_file;  // empty: /v1 endpoints refuse every request
   // Members added, removed, re-weighted or drained through the API are kept here (JSON,
   // written atomically) and reloaded at start. "" = next to the config file:
@@ -40,9 +40,9 @@ struct LogConfig {
 // Limits and timeouts of one HTTP listener (client side).
 struct HttpLimits {
   uint64_t max_request_header_bytes = 16 * 1024;  // whole head; over it: 431
-  uint32_t max_headers = 100;                      // header fields; over it: 431
-  uint64_t max_uri_bytes = 8 * 1024;               // request-target; over it: 414
-  uint64_t max_request_body_bytes = 0;             // 0 = unlimited; over it: 413
+  uint32_t max_headers = 100;                     // header fields; over it: 431
+  uint64_t max_uri_bytes = 8 * 1024;              // request-target; over it: 414
+  uint64_t max_request_body_bytes = 0;            // 0 = unlimited; over it: 413
 };
 
 struct HttpTimeouts {
@@ -56,21 +56,21 @@ enum class L4Mode { kNat, kDsr };
 enum class IpProto { kTcp, kUdp };
 
 struct Route {
-  std::string host;         // "" = any; "example.com" exact; "*.example.com" suffix
+  std::string host;  // "" = any; "example.com" exact; "*.example.com" suffix
   std::string path_prefix = "/";
-  std::string pool;         // name in Config::pools
+  std::string pool;  // name in Config::pools
   SourceLocation where;
 };
 
 struct Listener {
   std::string name;
   ListenerProtocol protocol = ListenerProtocol::kHttp;
-  SocketAddress listen;                 // http/tcp
-  std::vector<Route> routes;            // http: first match wins
-  std::string pool;                     // tcp/l4: the one pool
+  SocketAddress listen;       // http/tcp
+  std::vector<Route> routes;  // http: first match wins
+  std::string pool;           // tcp/l4: the one pool
   HttpLimits limits;
   HttpTimeouts timeouts;
-  bool xff = true;                      // append X-Forwarded-For / -Proto
+  bool xff = true;                                 // append X-Forwarded-For / -Proto
   std::string request_id_header = "x-request-id";  // "" disables
   // l4 only (dataplane/)
   SocketAddress vip;
@@ -102,7 +102,7 @@ struct HealthCheck {
   std::string host;  // Host header; "" = member address
   std::vector<StatusRange> expect{{200, 399}};
   Duration interval = 2s;
-  Duration jitter = 0s;     // added uniformly in [0, jitter]
+  Duration jitter = 0s;  // added uniformly in [0, jitter]
   Duration timeout = 1s;
   Duration fast_interval = 0s;  // while changing state; 0 = interval
   uint32_t rise = 2;
@@ -121,9 +121,9 @@ struct Member {
 
 struct UpstreamSettings {
   Duration connect_timeout = 5s;
-  Duration idle_timeout = 60s;       // an idle pooled connection is closed after this
-  uint32_t max_idle_per_member = 64; // per worker
-  uint32_t retries = 1;              // extra attempts for idempotent requests
+  Duration idle_timeout = 60s;        // an idle pooled connection is closed after this
+  uint32_t max_idle_per_member = 64;  // per worker
+  uint32_t retries = 1;               // extra attempts for idempotent requests
 };
 
 // Autoscale (issue 4 consumes it; loaded and validated now so configs are stable).
@@ -170,10 +170,10 @@ struct AutoscaleConfig {
 // for base_ejection × (number of times it was ejected), at most max_ejection.
 struct OutlierDetection {
   bool enabled = true;
-  uint32_t consecutive_failures = 5;     // 1..1000
+  uint32_t consecutive_failures = 5;  // 1..1000
   Duration base_ejection = 30s;
   Duration max_ejection = 300s;
-  uint32_t max_ejection_percent = 10;    // 0..100; at least one member may always be ejected
+  uint32_t max_ejection_percent = 10;  // 0..100; at least one member may always be ejected
 };
 
 // What a pool does when fewer than `threshold_percent` of its members are healthy.
@@ -191,14 +191,14 @@ struct Pool {
   std::string name;
   PoolMode mode = PoolMode::kUniform;
   BalanceAlgorithm balance = BalanceAlgorithm::kRoundRobin;
-  HashKey hash;                   // maglev / ring_hash
+  HashKey hash;                        // maglev / ring_hash
   uint32_t maglev_table_size = 65537;  // prime
-  Duration slow_start = 0s;       // 0 = off; linear ramp of weight from 10%
+  Duration slow_start = 0s;            // 0 = off; linear ramp of weight from 10%
   UpstreamSettings upstream;
   HealthCheck health;
   OutlierDetection outlier;
   LowHealthPolicy low_health;
-  Duration drain_timeout = 30s;   // member drain through the API: in-flight requests' deadline
+  Duration drain_timeout = 30s;  // member drain through the API: in-flight requests' deadline
   std::vector<Member> members;
   AutoscaleConfig autoscale;
   SourceLocation where;
@@ -208,7 +208,7 @@ struct Config {
   std::string path;  // file it was loaded from
   AdminConfig admin;
   LogConfig log;
-  uint32_t workers = 0;        // 0 = one per core; `--workers` overrides
+  uint32_t workers = 0;          // 0 = one per core; `--workers` overrides
   Duration drain_timeout = 30s;  // SIGTERM: time to finish in-flight requests
   std::vector<Listener> listeners;
   std::map<std::string, Pool> pools;  // by name

@@ -30,35 +30,35 @@ struct LbTables {
 
 // A member as the data paths see it right now.
 struct MemberState {
-  bool healthy = true;      // may take traffic: probes say healthy (or the pool is in panic),
-                            // and it is not ejected by outlier detection
-  bool draining = false;    // no new requests
-  uint32_t weight = 1;      // effective weight (config or admin API)
-  MonoTime ready_since{};   // when it last became healthy or was added: slow start counts from it
+  bool healthy = true;     // may take traffic: probes say healthy (or the pool is in panic),
+                           // and it is not ejected by outlier detection
+  bool draining = false;   // no new requests
+  uint32_t weight = 1;     // effective weight (config or admin API)
+  MonoTime ready_since{};  // when it last became healthy or was added: slow start counts from it
   std::shared_ptr<l7proxy::MemberStats> stats;
 };
 
 struct PoolState {
-  const Pool* pool = nullptr;          // points into Snapshot::config
-  std::vector<MemberState> members;    // parallel to pool->members
+  const Pool* pool = nullptr;        // points into Snapshot::config
+  std::vector<MemberState> members;  // parallel to pool->members
   LbTables tables;
-  bool panic = false;                  // too few healthy members: health ignored (spread_all)
-  bool refuse = false;                 // too few healthy members: answer 503 (refuse)
+  bool panic = false;   // too few healthy members: health ignored (spread_all)
+  bool refuse = false;  // too few healthy members: answer 503 (refuse)
   std::shared_ptr<l7proxy::PoolStats> stats;
 };
 
 // Listening sockets control opened for one listen address: one SO_REUSEPORT fd per worker.
 struct ListenSockets {
-  std::string listener;      // listener name
+  std::string listener;  // listener name
   SocketAddress address;
-  std::vector<int> fds;      // index = worker id; owned by control
+  std::vector<int> fds;  // index = worker id; owned by control
 };
 
 struct Snapshot {
   uint64_t generation = 0;
   std::shared_ptr<const Config> config;
-  std::vector<PoolState> pools;            // same order as config->pools (map order)
-  std::vector<ListenSockets> sockets;      // for http and tcp listeners
+  std::vector<PoolState> pools;        // same order as config->pools (map order)
+  std::vector<ListenSockets> sockets;  // for http and tcp listeners
   // Parallel to config->listeners.
   std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats;
 

@@ -55,7 +55,8 @@ int App::run() {
   registry_->applyConfig(config_);
   // Slow start is not applied at process start (HAProxy): members present now are not ramped.
   for (const PoolRecord& p : registry_->pools()) {
-    for (const MemberRecord& m : p.members) registry_->findPool(p.name)->find(m.spec.id)->ready_since = MonoTime{};
+    for (const MemberRecord& m : p.members)
+      registry_->findPool(p.name)->find(m.spec.id)->ready_since = MonoTime{};
   }
   saved_persist_version_ = registry_->persistVersion();
 
@@ -78,7 +79,8 @@ int App::run() {
   }
   for (const auto& s : current_sockets_) {
     logEvent(LogLevel::kInfo, "listening",
-             {{"listener", s.listener}, {"address", s.address.toString()},
+             {{"listener", s.listener},
+              {"address", s.address.toString()},
               {"workers", std::to_string(s.fds.size())}});
   }
   listener_stats_ = std::make_unique<ListenerStatsTable>(workers);
@@ -111,8 +113,8 @@ int App::run() {
     st = admin_->listen(config_->admin.listen);
   }
   if (!st.isOk()) {
-    SG_LOG(kError, "cannot start: admin API on %s: %s",
-           config_->admin.listen.toString().c_str(), st.message().c_str());
+    SG_LOG(kError, "cannot start: admin API on %s: %s", config_->admin.listen.toString().c_str(),
+           st.message().c_str());
     proxy_->drain(Duration::zero());
     proxy_->join();
     return 1;
@@ -131,8 +133,10 @@ int App::run() {
   timeval tick{0, 100 * 1000};
   event_add(housekeeping_, &tick);
   logEvent(LogLevel::kInfo, "started",
-           {{"version", SG_VERSION}, {"config", opts_.config_path},
-            {"workers", std::to_string(workers)}, {"state_file", state_path_}});
+           {{"version", SG_VERSION},
+            {"config", opts_.config_path},
+            {"workers", std::to_string(workers)},
+            {"state_file", state_path_}});
   event_base_dispatch(base_);
 
   prober_.reset();
@@ -193,7 +197,8 @@ Result<std::string> App::readAdminToken(const config::Config& cfg) {
   ss << in.rdbuf();
   token = ss.str();
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  if (token.empty()) return invalidArgument("admin.token_file " + cfg.admin.token_file + " is empty");
+  if (token.empty())
+    return invalidArgument("admin.token_file " + cfg.admin.token_file + " is empty");
   return token;
 }
 
@@ -259,8 +264,7 @@ void App::updateProbeTargets() {
   prober_->setTargets(std::move(targets));
 }
 
-void App::onProbeResult(const std::string& pool, const std::string& member,
-                        const ProbeOutcome& o) {
+void App::onProbeResult(const std::string& pool, const std::string& member, const ProbeOutcome& o) {
   PoolRecord* p = registry_->findPool(pool);
   if (p == nullptr) return;
   MemberRecord* m = p->find(member);
@@ -276,7 +280,9 @@ void App::onProbeResult(const std::string& pool, const std::string& member,
                          healthStateName(m->health) + (o.ok ? "" : " (" + o.error + ")");
     registry_->addEvent("health_changed", pool, member, detail);
     logEvent(now_ok ? LogLevel::kInfo : LogLevel::kWarn, "member health changed",
-             {{"pool", pool}, {"member", member}, {"health", healthStateName(m->health)},
+             {{"pool", pool},
+              {"member", member},
+              {"health", healthStateName(m->health)},
               {"detail", o.ok ? "ok" : o.error}});
   }
   if (was_ok != now_ok) {
@@ -308,7 +314,8 @@ void App::reload() {
     }
     logEvent(LogLevel::kError, "reload failed; keeping the running config",
              {{"config", opts_.config_path}, {"errors", std::to_string(loaded.errors.size())}});
-    registry_->addEvent("reload_failed", "", "", std::to_string(loaded.errors.size()) + " error(s)");
+    registry_->addEvent("reload_failed", "", "",
+                        std::to_string(loaded.errors.size()) + " error(s)");
     return;
   }
   auto cfg = std::make_shared<const config::Config>(std::move(loaded.config));

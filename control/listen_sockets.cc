@@ -57,8 +57,7 @@ Status ListenSocketTable::prepare(const config::Config& cfg,
       Result<int> fd = openListener(addr);
       if (!fd.isOk()) {
         closeAll(opened);
-        return Status(fd.status().code(),
-                      "listener " + l.name + ": " + fd.status().message());
+        return Status(fd.status().code(), "listener " + l.name + ": " + fd.status().message());
       }
       opened.push_back(*fd);
       s.fds.push_back(*fd);

@@ -22,18 +22,18 @@ bool runOutlierDetection(PoolRegistry& registry, MonoTime now) {
         registry.addEvent("unejected", pool->name, m.spec.id, "ejection time over");
       }
       if (m.stats == nullptr) continue;
-      uint64_t signals = m.stats->sum([](const l7proxy::MemberWorkerStats& s) -> const l7proxy::Counter& {
-        return s.outlier_signals;
-      });
+      uint64_t signals =
+          m.stats->sum([](const l7proxy::MemberWorkerStats& s) -> const l7proxy::Counter& {
+            return s.outlier_signals;
+          });
       if (signals <= m.outlier_signals_seen) continue;
       m.outlier_signals_seen = signals;
       if (!od.enabled || m.ejected) continue;
-      size_t max_ejected = std::max<size_t>(
-          1, pool->members.size() * od.max_ejection_percent / 100);
+      size_t max_ejected =
+          std::max<size_t>(1, pool->members.size() * od.max_ejection_percent / 100);
       if (od.max_ejection_percent == 0 || ejected >= max_ejected) {
         registry.addEvent("ejection_skipped", pool->name, m.spec.id,
-                          "max_ejection_percent reached (" + std::to_string(ejected) +
-                              " ejected)");
+                          "max_ejection_percent reached (" + std::to_string(ejected) + " ejected)");
         continue;
       }
       ++m.ejections;

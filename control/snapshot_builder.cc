@@ -10,8 +10,8 @@ std::vector<std::shared_ptr<l7proxy::ListenerStats>> ListenerStatsTable::resolve
   std::vector<std::shared_ptr<l7proxy::ListenerStats>> out;
   for (const config::Listener& l : cfg.listeners) {
     auto it = blocks_.find(l.name);
-    auto block = it != blocks_.end() ? it->second
-                                     : std::make_shared<l7proxy::ListenerStats>(workers_);
+    auto block =
+        it != blocks_.end() ? it->second : std::make_shared<l7proxy::ListenerStats>(workers_);
     next[l.name] = block;
     out.push_back(block);
   }

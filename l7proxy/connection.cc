@@ -245,28 +245,45 @@ bool appendOut(ClientConn* c, const char* p, size_t n) {
 
 const char* reasonPhrase(uint16_t status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Error";
   }
 }
 
 LocalReply replyForParseStatus(uint16_t status) {
   switch (status) {
-    case 414: return LocalReply::kUriTooLong;
-    case 431: return LocalReply::kHeaderTooLarge;
-    case 501: return LocalReply::kNotImplemented;
-    case 505: return LocalReply::kVersionNotSupported;
-    default: return LocalReply::kBadRequest;
+    case 414:
+      return LocalReply::kUriTooLong;
+    case 431:
+      return LocalReply::kHeaderTooLarge;
+    case 501:
+      return LocalReply::kNotImplemented;
+    case 505:
+      return LocalReply::kVersionNotSupported;
+    default:
+      return LocalReply::kBadRequest;
   }
 }
 
@@ -300,8 +317,7 @@ void localReply(ClientConn* c, LocalReply why, bool keep_open) {
   int n = std::snprintf(buf, sizeof(buf),
                         "HTTP/1.1 %u %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
                         "%s\r\n%s\n",
-                        status, reason, body_len, keep_open ? "" : "connection: close\r\n",
-                        reason);
+                        status, reason, body_len, keep_open ? "" : "connection: close\r\n", reason);
   if (c->out != nullptr) c->out->start = c->out->end = 0;  // drop a half-built head
   appendOut(c, buf, static_cast<size_t>(n));
   if (!keep_open) {
@@ -419,7 +435,8 @@ bool buildUpstreamHead(ClientConn* c, const RequestHead& h, IoBuffer* b) {
   out.put(" HTTP/1.1\r\n");
   int32_t last_xff = -1;
   for (uint32_t i = 0; i < h.header_count; ++i) {
-    if (l.xff && equalsLowercase(h.headers[i].name, "x-forwarded-for")) last_xff = static_cast<int32_t>(i);
+    if (l.xff && equalsLowercase(h.headers[i].name, "x-forwarded-for"))
+      last_xff = static_cast<int32_t>(i);
   }
   const std::string_view rid_name = l.request_id_header;
   bool has_rid = false;
@@ -451,8 +468,7 @@ bool buildUpstreamHead(ClientConn* c, const RequestHead& h, IoBuffer* b) {
   if (!rid_name.empty() && !has_rid) {
     uint64_t seq = c->worker->nextRequestId();
     char id[32];
-    hex16(mix64(seq ^ (static_cast<uint64_t>(c->worker->id()) << 56) ^ 0x5ca1e9a7e0000000ULL),
-          id);
+    hex16(mix64(seq ^ (static_cast<uint64_t>(c->worker->id()) << 56) ^ 0x5ca1e9a7e0000000ULL), id);
     hex16(mix64(seq + 0x9e3779b97f4a7c15ULL * (c->worker->id() + 1)), id + 16);
     out.field(rid_name, std::string_view(id, 32));
   }
@@ -559,7 +575,8 @@ void flushUpstream(ClientConn* c) {
       ex.req_fwd -= static_cast<uint32_t>(k);
     }
   }
-  bool all_out = (ex.req_head == nullptr || ex.req_head_sent == ex.req_head->end) && ex.req_fwd == 0;
+  bool all_out =
+      (ex.req_head == nullptr || ex.req_head_sent == ex.req_head->end) && ex.req_fwd == 0;
   setUpWrite(u, !all_out);
   if (all_out && ex.req_done) ex.req_sent = true;
   // Backpressure: read more from the client only while its buffer has room.
@@ -651,8 +668,8 @@ void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
   ex.client_http10 = h.version_minor == 0;
   ex.req_body = h.body;
   ex.req_remaining = h.body == BodyKind::kContentLength ? h.content_length : 0;
-  ex.req_done = h.body == BodyKind::kNone ||
-                (h.body == BodyKind::kContentLength && h.content_length == 0);
+  ex.req_done =
+      h.body == BodyKind::kNone || (h.body == BodyKind::kContentLength && h.content_length == 0);
   ex.state_in_exchange = true;
   c->state = ClientState::kExchange;
   c->head_started = MonoTime{};
@@ -1127,8 +1144,8 @@ void onClientTimer(evutil_socket_t, short, void* arg) {
         return;
       }
       if (now < request_deadline) {
-        setDeadline(c, connecting ? std::min(ex.connect_deadline, request_deadline)
-                                  : request_deadline);
+        setDeadline(
+            c, connecting ? std::min(ex.connect_deadline, request_deadline) : request_deadline);
         return;
       }
       if (ex.resp_started) {

@@ -24,16 +24,16 @@ class Counter {
 
 // Why the proxy answered a request itself. Each is counted.
 enum class LocalReply : uint8_t {
-  kBadRequest,        // 400 malformed request
-  kNotFound,          // 404 no route
-  kRequestTimeout,    // 408 head not received in time
-  kBodyTooLarge,      // 413
-  kUriTooLong,        // 414
-  kHeaderTooLarge,    // 431
-  kNotImplemented,    // 501 unknown transfer-coding
-  kBadGateway,        // 502 upstream failed
-  kNoHealthyMember,   // 503
-  kGatewayTimeout,    // 504
+  kBadRequest,           // 400 malformed request
+  kNotFound,             // 404 no route
+  kRequestTimeout,       // 408 head not received in time
+  kBodyTooLarge,         // 413
+  kUriTooLong,           // 414
+  kHeaderTooLarge,       // 431
+  kNotImplemented,       // 501 unknown transfer-coding
+  kBadGateway,           // 502 upstream failed
+  kNoHealthyMember,      // 503
+  kGatewayTimeout,       // 504
   kVersionNotSupported,  // 505
   kCount
 };

@@ -7,18 +7,30 @@ namespace scalegate::l7proxy {
 
 const char* localReplyName(LocalReply r) {
   switch (r) {
-    case LocalReply::kBadRequest: return "bad_request";
-    case LocalReply::kNotFound: return "no_route";
-    case LocalReply::kRequestTimeout: return "request_header_timeout";
-    case LocalReply::kBodyTooLarge: return "body_too_large";
-    case LocalReply::kUriTooLong: return "uri_too_long";
-    case LocalReply::kHeaderTooLarge: return "header_too_large";
-    case LocalReply::kNotImplemented: return "not_implemented";
-    case LocalReply::kBadGateway: return "upstream_failed";
-    case LocalReply::kNoHealthyMember: return "no_healthy_member";
-    case LocalReply::kGatewayTimeout: return "upstream_timeout";
-    case LocalReply::kVersionNotSupported: return "version_not_supported";
-    case LocalReply::kCount: break;
+    case LocalReply::kBadRequest:
+      return "bad_request";
+    case LocalReply::kNotFound:
+      return "no_route";
+    case LocalReply::kRequestTimeout:
+      return "request_header_timeout";
+    case LocalReply::kBodyTooLarge:
+      return "body_too_large";
+    case LocalReply::kUriTooLong:
+      return "uri_too_long";
+    case LocalReply::kHeaderTooLarge:
+      return "header_too_large";
+    case LocalReply::kNotImplemented:
+      return "not_implemented";
+    case LocalReply::kBadGateway:
+      return "upstream_failed";
+    case LocalReply::kNoHealthyMember:
+      return "no_healthy_member";
+    case LocalReply::kGatewayTimeout:
+      return "upstream_timeout";
+    case LocalReply::kVersionNotSupported:
+      return "version_not_supported";
+    case LocalReply::kCount:
+      break;
   }
   return "unknown";
 }

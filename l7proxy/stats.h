@@ -51,10 +51,10 @@ struct alignas(64) MemberWorkerStats {
   Counter cx_total;
   Counter cx_active;
   Counter cx_connect_fail;
-  Counter failures;               // 5xx, connect failures, resets before a response
-  Counter outlier_signals;        // times `consecutive_failures` reached the pool's threshold
-  Counter bytes_in;               // request bytes sent to the member
-  Counter bytes_out;              // response bytes received from it
+  Counter failures;                   // 5xx, connect failures, resets before a response
+  Counter outlier_signals;            // times `consecutive_failures` reached the pool's threshold
+  Counter bytes_in;                   // request bytes sent to the member
+  Counter bytes_out;                  // response bytes received from it
   uint32_t consecutive_failures = 0;  // worker-local; control does not read it
 };
 

@@ -115,8 +115,7 @@ void Worker::onAccept(evutil_socket_t fd, short, void* arg) {
   for (int i = 0; i < 64; ++i) {
     sockaddr_storage peer;
     socklen_t len = sizeof(peer);
-    int cfd = ::accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len,
-                        SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int cfd = ::accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
       if (errno == EMFILE || errno == ENFILE) {
         SG_LOG(kWarn, "worker %d: accept: out of file descriptors", w->id_);

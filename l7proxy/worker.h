@@ -48,10 +48,10 @@ struct PoolView {
   const config::Pool* cfg = nullptr;
   const config::PoolState* state = nullptr;
   std::unique_ptr<Balancer> balancer;
-  std::vector<MemberSlot*> slots;  // parallel to cfg->members
-  std::vector<uint32_t> active;    // in-flight requests per member on this worker
-  PoolWorkerStats* stats = nullptr;                 // this worker's slot
-  std::vector<MemberWorkerStats*> member_stats;     // parallel to cfg->members
+  std::vector<MemberSlot*> slots;                // parallel to cfg->members
+  std::vector<uint32_t> active;                  // in-flight requests per member on this worker
+  PoolWorkerStats* stats = nullptr;              // this worker's slot
+  std::vector<MemberWorkerStats*> member_stats;  // parallel to cfg->members
   std::vector<std::shared_ptr<MemberStats>> member_blocks;  // owners, for upstream connections
 };
 

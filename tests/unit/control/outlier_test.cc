@@ -21,10 +21,11 @@ std::shared_ptr<const config::Config> loadCfg(const std::string& yaml) {
 std::string poolYaml(int members, const std::string& extra) {
   std::string y =
       "listeners:\n  - { name: web, listen: 127.0.0.1:18080, routes: [ { pool: web } ] }\n"
-      "pools:\n  web:\n" + extra + "    members:\n";
+      "pools:\n  web:\n" +
+      extra + "    members:\n";
   for (int i = 0; i < members; ++i) {
-    y += "      - { id: m" + std::to_string(i) + ", address: 127.0.0.1:" +
-         std::to_string(19000 + i) + " }\n";
+    y += "      - { id: m" + std::to_string(i) +
+         ", address: 127.0.0.1:" + std::to_string(19000 + i) + " }\n";
   }
   return y;
 }
