@@ -24,6 +24,7 @@ SOURCE_DIR = os.environ.get("SG_SOURCE_DIR") or os.path.normpath(os.path.join(HE
 BIN_DIR = os.environ.get("SG_BIN_DIR") or os.path.join(SOURCE_DIR, "build", "he")
 SCALEGATE = os.path.join(BIN_DIR, "control", "scalegate")
 SGBACKEND = os.path.join(BIN_DIR, "bench", "sgbackend")
+SGFLEET = os.path.join(BIN_DIR, "bench", "sgfleet")
 
 START_TIMEOUT = 10.0
 IO_TIMEOUT = 10.0
@@ -96,7 +97,8 @@ def _kill(proc, timeout=5.0):
 
 
 class Backend:
-    """One sgbackend process: `Backend("b1").start()`; every response carries X-Backend: b1."""
+    """One sgbackend process: `Backend("b1").start()`; every response carries X-Backend: b1.
+    After kill() (SIGKILL), start() again brings it back on the same port."""
 
     def __init__(self, backend_id, extra_args=()):
         self.id = backend_id
@@ -111,10 +113,18 @@ class Backend:
         return "127.0.0.1:%d" % self.port
 
     def start(self):
+        """Starts it on a free port, or on its previous port when it ran before."""
         port_file = os.path.join(self._dir, "port")
-        self._out = open(os.path.join(self._dir, "output"), "wb")
+        try:
+            os.unlink(port_file)  # a restart must not read the previous run's file
+        except FileNotFoundError:
+            pass
+        if self._out is not None:
+            self._out.close()
+        self._out = open(os.path.join(self._dir, "output"), "ab")
+        listen = "127.0.0.1:%d" % (self.port or 0)
         self.proc = subprocess.Popen(
-            [SGBACKEND, "--listen", "127.0.0.1:0", "--id", self.id, "--port-file", port_file,
+            [SGBACKEND, "--listen", listen, "--id", self.id, "--port-file", port_file,
              "--quiet"] + self.extra_args,
             stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -130,6 +140,66 @@ class Backend:
             return int(text) if text else None
         self.port = wait_until(port_written, START_TIMEOUT, what="sgbackend port file")
         wait_port(self.port, proc=self.proc)
+        return self
+
+    def output(self):
+        try:
+            with open(os.path.join(self._dir, "output"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self):
+        """SIGKILL, as a crashing instance: no FIN for in-flight work, listener gone."""
+        _kill(self.proc)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _kill(self.proc)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+class Fleet:
+    """One sgfleet process: `count` listeners on kernel-chosen ports, each answering every
+    request with an empty 200 (plus `X-Load: <x_load>` when given). `ports` lists them."""
+
+    def __init__(self, count=1, x_load=None):
+        self.count = count
+        self.x_load = x_load
+        self.proc = None
+        self.ports = []
+        self._dir = tempfile.mkdtemp(prefix="sgfleet-")
+        self._out = None
+
+    def addresses(self):
+        return ["127.0.0.1:%d" % p for p in self.ports]
+
+    def start(self):
+        port_file = os.path.join(self._dir, "ports")
+        self._out = open(os.path.join(self._dir, "output"), "wb")
+        args = [SGFLEET, "--count", str(self.count), "--port-file", port_file, "--quiet"]
+        if self.x_load is not None:
+            args += ["--x-load", self.x_load]
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+        def ports_written():
+            if self.proc.poll() is not None:
+                raise HarnessError("sgfleet exited with %s: %s" %
+                                   (self.proc.returncode, self.output()))
+            try:
+                with open(port_file) as f:
+                    ports = [int(l) for l in f.read().split()]
+            except FileNotFoundError:
+                return None
+            return ports if len(ports) == self.count else None
+        self.ports = wait_until(ports_written, START_TIMEOUT, what="sgfleet port file")
         return self
 
     def output(self):
@@ -336,6 +406,12 @@ class Scalegate:
 
     def _write_config(self, config):
         text = config if isinstance(config, str) else to_yaml(config)
+        if not re.search(r"^admin:", text, re.M):
+            # Every scalegate has an admin listener (127.0.0.1:9900 by default); tests that do
+            # not configure one get a free port so that parallel tests never collide.
+            if getattr(self, "_admin_port", None) is None:
+                self._admin_port = free_port()
+            text = text.rstrip("\n") + "\nadmin: { listen: 127.0.0.1:%d }\n" % self._admin_port
         self._text = text
         tmp = self.config_path + ".tmp"
         with open(tmp, "w") as f:
@@ -358,6 +434,8 @@ class Scalegate:
                 if self.proc.poll() is not None:
                     raise HarnessError("scalegate exited with %s at start:\n%s" %
                                        (self.proc.returncode, self.log()))
+                if re.search(r"level:\s*\"?(warn|error)", self._text):
+                    return True  # no info lines: the listening ports below tell
                 return re.search(r"\bstarted\b", self.log()) is not None
             wait_until(started, START_TIMEOUT, what="scalegate 'started' log line")
             for p in self.ports:
@@ -679,6 +757,164 @@ def echo_header(headers, name):
 
 
 # --------------------------------------------------------------------------------------------
+# Admin API and metrics
+
+
+def admin_section(directory, token="sg-test-token"):
+    """An `admin` config section on a free loopback port with a token file in `directory`.
+    Returns (section dict, AdminClient)."""
+    path = os.path.join(directory, "admin.token")
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    port = free_port()
+    return {"listen": "127.0.0.1:%d" % port, "token_file": path}, AdminClient(port, token)
+
+
+class AdminClient:
+    """Requests to scalegate's admin API (bearer token on every request)."""
+
+    def __init__(self, port, token):
+        self.port = port
+        self.token = token
+
+    def get(self, path, timeout=IO_TIMEOUT):
+        return request(self.port, "GET", path, timeout=timeout,
+                       headers=[("Authorization", "Bearer " + self.token),
+                                ("Connection", "close")])
+
+    def get_json(self, path):
+        r = self.get(path)
+        if r.status != 200:
+            raise HarnessError("GET %s: %s" % (path, r))
+        return json.loads(r.body.decode("utf-8"))
+
+    def metrics_text(self):
+        r = self.get("/metrics")
+        if r.status != 200:
+            raise HarnessError("GET /metrics: %s" % r)
+        return r.body.decode("utf-8")
+
+    def metrics(self):
+        return Metrics(self.metrics_text())
+
+
+_SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+-?\d+)?$')
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*')
+
+
+class Metrics:
+    """Samples of one Prometheus text exposition: [(name, {label: value}, float)]."""
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = []
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = _SAMPLE_RE.match(line)
+            if not m:
+                raise HarnessError("unparsable metrics line %r" % line)
+            labels = {}
+            if m.group(3):
+                for k, v in _LABEL_RE.findall(m.group(3)):
+                    labels[k] = (v.replace('\\"', '"').replace("\\n", "\n")
+                                 .replace("\\\\", "\\"))
+            self.samples.append((m.group(1), labels, float(m.group(4))))
+
+    def find(self, name, **labels):
+        return [(l, v) for n, l, v in self.samples
+                if n == name and all(l.get(k) == str(x) for k, x in labels.items())]
+
+    def value(self, name, **labels):
+        """The value of the one sample matching; None when there is none."""
+        found = self.find(name, **labels)
+        if len(found) > 1:
+            raise HarnessError("%d samples of %s%r" % (len(found), name, labels))
+        return found[0][1] if found else None
+
+    def sum(self, name, **labels):
+        return sum(v for _, v in self.find(name, **labels))
+
+
+# --------------------------------------------------------------------------------------------
+# Steady load
+
+
+class SteadyLoad:
+    """A thread sending idempotent GETs through `connections` keep-alive connections in turn,
+    one at a time, until stop() or `max_requests` / `max_seconds`. Records every answer as
+    (monotonic time, status, X-Backend) and every failure (exception or non-2xx) in `errors`.
+    A connection the server closes is replaced."""
+
+    def __init__(self, port, connections=3, path="/", max_requests=200000, max_seconds=60.0):
+        self.port = port
+        self.n_conns = connections
+        self.path = path
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.results = []
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        conns = [None] * self.n_conns
+        deadline = time.monotonic() + self.max_seconds
+        try:
+            for i in range(self.max_requests):
+                if self._stop.is_set() or time.monotonic() >= deadline:
+                    break
+                k = i % self.n_conns
+                try:
+                    if conns[k] is None:
+                        conns[k] = Client(self.port, timeout=5.0)
+                    r = conns[k].request("GET", self.path)
+                    now = time.monotonic()
+                    with self._lock:
+                        self.results.append((now, r.status, r.backend))
+                        if not 200 <= r.status < 300:
+                            self.errors.append((now, "status %d: %r" % (r.status, r)))
+                    if (r.header("connection") or "").lower() == "close":
+                        conns[k].close()
+                        conns[k] = None
+                except (OSError, AssertionError) as e:
+                    with self._lock:
+                        self.errors.append((time.monotonic(), "%s: %s" % (type(e).__name__, e)))
+                    if conns[k] is not None:
+                        conns[k].close()
+                    conns[k] = None
+        finally:
+            for c in conns:
+                if c is not None:
+                    c.close()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.results), list(self.errors)
+
+    def count(self):
+        with self._lock:
+            return len(self.results)
+
+    def share(self, backend, t0, t1):
+        """(requests answered by `backend` in [t0, t1), all requests answered in it)."""
+        with self._lock:
+            window = [b for t, s, b in self.results if t0 <= t < t1]
+        return sum(1 for b in window if b == backend), len(window)
+
+
+# --------------------------------------------------------------------------------------------
 # unittest glue
 
 
@@ -689,6 +925,11 @@ class ProcessTestCase(unittest.TestCase):
         b = Backend(backend_id)
         self.addCleanup(b.stop)
         return b.start()
+
+    def start_fleet(self, count=1, x_load=None):
+        f = Fleet(count, x_load)
+        self.addCleanup(f.stop)
+        return f.start()
 
     def start_py_backend(self, backend_id, **kw):
         b = PyBackend(backend_id, **kw)
