@@ -115,7 +115,8 @@ class Fleet {
     return epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0;
   }
 
-  // Runs until SIGTERM/SIGINT arrive on `signal_fd`. Returns the signal number.
+  // Runs until SIGTERM/SIGINT arrive on `signal_fd` (SIGUSR1 prints the counters and goes on).
+  // Returns the signal number.
   int run(int signal_fd) {
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -134,7 +135,9 @@ class Fleet {
         uint64_t tag = events[i].data.u64;
         if (tag == kSignalTag) {
           signalfd_siginfo si{};
-          if (read(signal_fd, &si, sizeof(si)) == sizeof(si)) return static_cast<int>(si.ssi_signo);
+          if (read(signal_fd, &si, sizeof(si)) != sizeof(si)) continue;
+          if (si.ssi_signo != SIGUSR1) return static_cast<int>(si.ssi_signo);
+          printCounters();
           continue;
         }
         if (tag & kListenerTag) {
@@ -150,6 +153,14 @@ class Fleet {
         if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) onReadable(c);
       }
     }
+  }
+
+  // "sgfleet: counters requests=R connections=C" on stderr (what SIGUSR1 asks for).
+  void printCounters() const {
+    std::fprintf(stderr, "sgfleet: counters requests=%llu connections=%llu\n",
+                 static_cast<unsigned long long>(requests_),
+                 static_cast<unsigned long long>(connections_));
+    std::fflush(stderr);
   }
 
   uint64_t connections() const { return connections_; }
@@ -401,7 +412,9 @@ with --x-load); keep-alive and pipelining work, Content-Length bodies are skippe
 "Connection: close" and HTTP/1.0 are honoured, Transfer-Encoding gets 501. A connection that
 sends nothing (a TCP-connect probe) is closed when the peer closes it.
 On start it prints "sgfleet listening on HOST ports FIRST..LAST (N listeners)"; SIGTERM/SIGINT
-exit 0 (without --quiet after printing connections and requests served, on stderr).
+exit 0 (without --quiet after printing connections and requests served, on stderr). SIGUSR1
+prints "sgfleet: counters requests=R connections=C" on stderr (even with --quiet) and goes on:
+the probe rate as the members see it.
 
 Examples:
   sgfleet --base-port 20000 --count 5000              ports 20000..24999
@@ -513,6 +526,7 @@ int runMain(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR1);
   sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   int signal_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
