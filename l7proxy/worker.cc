@@ -64,7 +64,11 @@ Worker::Worker(int id, SnapshotChannel* channel)
   SG_CHECK(base_ != nullptr);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   SG_CHECK(wake_fd_ >= 0);
+  // Two priorities: the wake-up (a new snapshot) runs before any connection event of the
+  // same loop pass, so a request that arrives after a publish is routed by the new snapshot.
+  event_base_priority_init(base_, 2);
   event_assign(&wake_ev_, base_, wake_fd_, EV_READ | EV_PERSIST, onWake, this);
+  event_priority_set(&wake_ev_, 0);
   event_add(&wake_ev_, nullptr);
   event_assign(&sweep_ev_, base_, -1, EV_PERSIST, onSweep, this);
   evtimer_assign(&drain_ev_, base_, onWake, this);
@@ -94,11 +98,17 @@ void Worker::wake() {
   (void)n;  // a full counter already means "awake"
 }
 
-void Worker::onWake(evutil_socket_t fd, short, void*) {
+void Worker::onWake(evutil_socket_t fd, short, void* arg) {
   if (fd < 0) return;  // the drain timer: waking the loop is all it does
   uint64_t v;
   ssize_t n = ::read(fd, &v, sizeof(v));
   (void)n;
+  auto* w = static_cast<Worker*>(arg);
+  uint64_t gen = w->channel_->generation();
+  if (gen != w->seen_generation_) {
+    w->seen_generation_ = gen;
+    w->adoptLatest();
+  }
 }
 
 void Worker::onSweep(evutil_socket_t, short, void* arg) {
@@ -327,11 +337,10 @@ void Worker::shutdownAll() {
 
 void Worker::run() {
   refreshNow();
-  uint64_t seen = 0;
   for (;;) {
     uint64_t gen = channel_->generation();
-    if (gen != seen) {
-      seen = gen;
+    if (gen != seen_generation_) {
+      seen_generation_ = gen;
       adoptLatest();
     }
     Duration drain_timeout;

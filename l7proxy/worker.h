@@ -148,6 +148,7 @@ class Worker {
   WorkerCounters counters_;
   SnapshotView* view_ = nullptr;
   std::atomic<uint64_t> adopted_generation_{0};
+  uint64_t seen_generation_ = 0;  // channel generation last looked at
   std::vector<std::unique_ptr<AcceptSlot>> accept_slots_;
   std::unordered_map<SocketAddress, std::unique_ptr<MemberSlot>, SocketAddressHash> slots_;
   ClientConn* clients_ = nullptr;  // intrusive list of all client connections
