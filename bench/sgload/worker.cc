@@ -77,6 +77,7 @@ struct Connection {
   bool in_ready = false;
   bool goaway = false;
   bool closing = false;  // ignore nghttp2 callbacks while tearing down
+  bool fill_queued = false;
 
   std::unique_ptr<char[]> rbuf;
   size_t rlen = 0;
@@ -213,6 +214,7 @@ Worker::Worker(const Options& options, const RequestSet& requests, const RunCloc
   }
   scratch_.resize(static_cast<size_t>(opt_.streams));
   ready_.reserve(conns_.size());
+  fill_queue_.reserve(conns_.size());
   if (opt_.openLoop()) {
     if (opt_.warmup_ns > 0) stages_.push_back(Stage{opt_.warmup_ns, opt_.stages.front().rate});
     stages_.insert(stages_.end(), opt_.stages.begin(), opt_.stages.end());
@@ -291,11 +293,15 @@ void Worker::run() {
     now_ = monoNowNs();
     for (int i = 0; i < n; ++i)
       handleEvent(static_cast<Connection*>(events[i].data.ptr), events[i].events);
+    drainFills();
     if (open_loop) dispatchDue();
     if (now_ >= next_scan_ns_) scan();
     if (now_ >= tick_ns) tick();
   }
-  stopped_ns_ = std::min(now_, clock_.end_ns);
+  // A run that reached its end (or its schedule's) lasted exactly the configured time; one
+  // that ran out of -n requests or was interrupted lasted until now.
+  const bool cut_short = budgetDone() || g_stop.load(std::memory_order_relaxed);
+  stopped_ns_ = (clock_.end_ns != UINT64_MAX && !cut_short) ? clock_.end_ns : now_;
   if (stopped_ns_ > clock_.record_start_ns)
     collector_->submit(index_, second_, interval_latency_, interval_requests_, interval_errors_);
   collector_->finish(index_);
@@ -746,7 +752,7 @@ void Worker::processHttp1(Connection* c) {
     std::memmove(c->rbuf.get(), c->rbuf.get() + off, c->rlen - off);
   }
   c->rlen -= off;
-  fill(c);
+  deferFill(c);
 }
 
 void Worker::processHttp2(Connection* c, const char* data, size_t len) {
@@ -757,14 +763,30 @@ void Worker::processHttp2(Connection* c, const char* data, size_t len) {
     fail(c, ErrorKind::kProtocol);
     return;
   }
-  fill(c);
-  if (c->state != Connection::State::kOpen) return;
-  if (!sendHttp2Pending(c)) return;
-  if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
-    const uint64_t lost = dropInflight(c);
-    onError(ErrorKind::kProtocol, lost);
-    closeConnection(c, false);
+  deferFill(c);
+}
+
+void Worker::deferFill(Connection* c) {
+  if (c->fill_queued) return;
+  c->fill_queued = true;
+  fill_queue_.push_back(c);
+}
+
+void Worker::drainFills() {
+  for (size_t i = 0; i < fill_queue_.size(); ++i) {
+    Connection* c = fill_queue_[i];
+    c->fill_queued = false;
+    if (c->state != Connection::State::kOpen) continue;
+    fill(c);
+    if (!opt_.h2 || c->state != Connection::State::kOpen) continue;
+    if (!sendHttp2Pending(c)) continue;
+    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
+      const uint64_t lost = dropInflight(c);
+      onError(ErrorKind::kProtocol, lost);
+      closeConnection(c, false);
+    }
   }
+  fill_queue_.clear();
 }
 
 void Worker::onEof(Connection* c) {

@@ -96,6 +96,10 @@ class Worker {
   uint64_t nextIntended() const { return next_intended_; }
   void advanceSchedule();
   void dispatchDue();
+  // Sends for c after the current batch of events: all reads first, then all writes, which
+  // gives the server fuller batches too (measurably faster against a single-core nginx).
+  void deferFill(Connection* c);
+  void drainFills();
   void scan();
   void tick();
   bool budgetDone() const { return budget_ != 0 && budget_left_ == 0 && inflight_ == 0; }
@@ -113,6 +117,7 @@ class Worker {
   SSL_CTX* ssl_ctx_ = nullptr;
   std::vector<std::unique_ptr<Connection>> conns_;
   std::vector<Connection*> ready_;  // open loop: open connections with room
+  std::vector<Connection*> fill_queue_;
   uint64_t now_ = 0;
   uint64_t inflight_ = 0;
   size_t path_cursor_ = 0;
