@@ -3,7 +3,12 @@
 // HTTP/1.1 with pipelining or HTTP/2 with streams, over TCP or TLS; full percentiles from a
 // log-linear histogram; text, JSON and per-second CSV output. See bench/sgload/README.md.
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/time.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +34,69 @@ constexpr int kPreflightTimeoutMs = 5000;
 
 void onSignal(int) { requestStop(); }
 
+// A blocking TLS handshake on fd with the run's settings: a certificate that does not verify,
+// or a server without h2 when --h2 asked for it, stops the run before it starts.
+bool preflightTls(const Options& o, int fd) {
+  const int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  timeval tv{kPreflightTimeoutMs / 1000, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (o.insecure) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  } else {
+    SSL_CTX_set_default_verify_paths(ctx);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  }
+  static const unsigned char kH2[] = "\x02h2";
+  static const unsigned char kH1[] = "\x08http/1.1";
+  if (o.h2) {
+    SSL_CTX_set_alpn_protos(ctx, kH2, sizeof kH2 - 1);
+  } else {
+    SSL_CTX_set_alpn_protos(ctx, kH1, sizeof kH1 - 1);
+  }
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  in6_addr ip;
+  const bool literal = inet_pton(AF_INET, o.host.c_str(), &ip) == 1 ||
+                       inet_pton(AF_INET6, o.host.c_str(), &ip) == 1;
+  if (!literal) SSL_set_tlsext_host_name(ssl, o.host.c_str());
+  if (!o.insecure) {
+    if (literal) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o.host.c_str());
+    } else {
+      SSL_set1_host(ssl, o.host.c_str());
+    }
+  }
+  bool ok = true;
+  if (SSL_connect(ssl) != 1) {
+    char buf[256] = "connection closed during the handshake";
+    if (const unsigned long e = ERR_get_error(); e != 0) ERR_error_string_n(e, buf, sizeof buf);
+    const long verify = SSL_get_verify_result(ssl);
+    std::fprintf(stderr, "sgload: TLS handshake with %s port %u failed: %s%s%s\n", o.host.c_str(),
+                 o.port, buf, verify != X509_V_OK ? ": " : "",
+                 verify != X509_V_OK ? X509_verify_cert_error_string(verify) : "");
+    if (verify != X509_V_OK)
+      std::fprintf(stderr, "sgload: --insecure skips certificate verification\n");
+    ok = false;
+  } else if (o.h2) {
+    const unsigned char* proto = nullptr;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(ssl, &proto, &len);
+    if (len != 2 || std::memcmp(proto, "h2", 2) != 0) {
+      std::fprintf(stderr, "sgload: %s port %u did not select h2 by ALPN (--h2)\n",
+                   o.host.c_str(), o.port);
+      ok = false;
+    }
+  }
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ERR_clear_error();
+  return ok;
+}
+
 // One blocking connect before the run: if the target cannot be reached at all, say so and
 // exit 1 instead of reporting a run made only of connect errors.
 bool preflight(const Options& o) {
@@ -53,13 +121,15 @@ bool preflight(const Options& o) {
       }
     }
   }
-  close(fd);
   if (err != 0) {
+    close(fd);
     std::fprintf(stderr, "sgload: cannot connect to %s port %u: %s\n", o.host.c_str(), o.port,
                  std::strerror(err));
     return false;
   }
-  return true;
+  const bool ok = !o.tls || preflightTls(o, fd);
+  close(fd);
+  return ok;
 }
 
 int run(int argc, char** argv) {

@@ -133,6 +133,8 @@ int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void
   if (!slot->cancelled) {
     if (error_code == NGHTTP2_NO_ERROR && slot->status > 0) {
       c->worker->onResponse(slot->status, slot->intended_ns);
+    } else if (error_code == NGHTTP2_REFUSED_STREAM) {
+      c->worker->onRequestRefused(slot->intended_ns);
     } else {
       c->worker->onRequestFailed(ErrorKind::kProtocol);
     }
@@ -213,6 +215,7 @@ Worker::Worker(const Options& options, const RequestSet& requests, const RunCloc
     conns_.push_back(std::move(c));
   }
   scratch_.resize(static_cast<size_t>(opt_.streams));
+  retry_.reserve(conns_.size() * static_cast<size_t>(opt_.streams));
   ready_.reserve(conns_.size());
   fill_queue_.reserve(conns_.size());
   if (opt_.openLoop()) {
@@ -286,7 +289,8 @@ void Worker::run() {
     uint64_t wake = std::min(clock_.end_ns, next_scan_ns_);
     const uint64_t tick_ns = clock_.record_start_ns + (second_ + 1) * kNsPerSec;
     wake = std::min(wake, tick_ns);
-    if (open_loop && !ready_.empty()) wake = std::min(wake, next_intended_);
+    if (open_loop && !ready_.empty())
+      wake = std::min(wake, retry_head_ < retry_.size() ? now_ : next_intended_);
     const uint64_t wait = wake > now_ ? wake - now_ : 0;
     timespec ts{static_cast<time_t>(wait / kNsPerSec), static_cast<long>(wait % kNsPerSec)};
     const int n = epoll_pwait2(epoll_fd_, events, kMaxEvents, &ts, nullptr);
@@ -361,6 +365,18 @@ void Worker::onResponse(int status, uint64_t intended_ns) {
 void Worker::onRequestFailed(ErrorKind kind) {
   inflight_--;
   onError(kind, 1);
+}
+
+void Worker::onRequestRefused(uint64_t intended_ns) {
+  inflight_--;
+  if (budget_ != 0) budget_left_++;
+  if (opt_.openLoop()) {
+    if (retry_head_ == retry_.size()) {
+      retry_.clear();
+      retry_head_ = 0;
+    }
+    retry_.push_back(intended_ns);
+  }
 }
 
 void Worker::onError(ErrorKind kind, uint64_t count) {
@@ -524,6 +540,8 @@ void Worker::fill(Connection* c) {
   if (!opt_.openLoop()) {
     for (; count < n; ++count) scratch_[static_cast<size_t>(count)] = now_;
   } else {
+    while (count < n && retry_head_ < retry_.size())
+      scratch_[static_cast<size_t>(count++)] = retry_[retry_head_++];
     while (count < n && next_intended_ <= now_) {
       scratch_[static_cast<size_t>(count++)] = next_intended_;
       stage_seq_++;
@@ -543,7 +561,7 @@ void Worker::fill(Connection* c) {
 }
 
 void Worker::dispatchDue() {
-  while (next_intended_ <= now_ && !ready_.empty()) {
+  while ((next_intended_ <= now_ || retry_head_ < retry_.size()) && !ready_.empty()) {
     Connection* c = ready_.back();
     ready_.pop_back();
     c->in_ready = false;
@@ -729,9 +747,12 @@ void Worker::processHttp1(Connection* c) {
       const bool keep_alive = c->parser.keepAlive();
       c->parser.reset(req_.isHead());
       if (!keep_alive) {
-        // The server closes: requests pipelined behind this response are lost.
-        const uint64_t lost = dropInflight(c);
-        onError(ErrorKind::kReset, lost);
+        // The server closes: it will not process the requests pipelined behind this response.
+        while (c->ring_count > 0) {
+          onRequestRefused(c->ring[c->ring_head].intended_ns);
+          c->ring_head = (c->ring_head + 1) % cap;
+          c->ring_count--;
+        }
         closeConnection(c, false);
         return;
       }
@@ -781,6 +802,9 @@ void Worker::drainFills() {
     if (!opt_.h2 || c->state != Connection::State::kOpen) continue;
     if (!sendHttp2Pending(c)) continue;
     if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
+      if (!c->goaway || c->active > 0)
+        reportOnce(ErrorKind::kProtocol,
+                   "HTTP/2 session ended by a protocol error (does the server speak h2?)");
       const uint64_t lost = dropInflight(c);
       onError(ErrorKind::kProtocol, lost);
       closeConnection(c, false);

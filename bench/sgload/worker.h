@@ -56,6 +56,9 @@ class Worker {
   void onResponse(int status, uint64_t intended_ns);
   // One in-flight request failed.
   void onRequestFailed(ErrorKind kind);
+  // One in-flight request the server refused without processing it (h2 REFUSED_STREAM after
+  // GOAWAY; HTTP/1.1 requests pipelined behind "Connection: close"): sent again, not an error.
+  void onRequestRefused(uint64_t intended_ns);
   // count errors of kind that were not in-flight requests (connect errors).
   void onError(ErrorKind kind, uint64_t count);
   const Options& options() const { return opt_; }
@@ -118,6 +121,8 @@ class Worker {
   std::vector<std::unique_ptr<Connection>> conns_;
   std::vector<Connection*> ready_;  // open loop: open connections with room
   std::vector<Connection*> fill_queue_;
+  std::vector<uint64_t> retry_;  // open loop: intended times of refused requests, oldest first
+  size_t retry_head_ = 0;
   uint64_t now_ = 0;
   uint64_t inflight_ = 0;
   size_t path_cursor_ = 0;
