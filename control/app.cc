@@ -176,6 +176,7 @@ void App::onHousekeeping(evutil_socket_t, short, void* arg) {
   runOutlierDetection(*app->registry_, now);
   app->registry_->tickDrains(now);
   app->publishIfChanged();
+  if (app->probe_targets_dirty_) app->updateProbeTargets();
   app->persistIfChanged();
 }
 
@@ -248,6 +249,7 @@ void App::persistIfChanged() {
 }
 
 void App::updateProbeTargets() {
+  probe_targets_dirty_ = false;
   std::vector<ProbeTarget> targets;
   for (const PoolRecord& p : registry_->pools()) {
     if (p.cfg == nullptr || !p.cfg->health.enabled) continue;
@@ -297,10 +299,12 @@ void App::onProbeResult(const std::string& pool, const std::string& member, cons
         registry_->addEvent("unejected", pool, member, "active health check passed");
       }
     }
+    // Published by the next housekeeping tick (≤ 100 ms): with thousands of members many
+    // results arrive together and one snapshot carries them all.
     registry_->markChanged();
-    publishIfChanged();  // also refreshes probe targets
-  } else if (change != HealthChange::kNone || was_transitioning != m->transitioning) {
-    updateProbeTargets();
+  }
+  if (change != HealthChange::kNone || was_transitioning != m->transitioning) {
+    probe_targets_dirty_ = true;  // fast_interval on or off; refreshed on the tick
   }
 }
 

@@ -84,6 +84,7 @@ class App {
   // Sockets of older snapshots, closed once every worker runs generation >= .first.
   std::vector<std::pair<uint64_t, std::vector<int>>> retired_;
   bool shutting_down_ = false;
+  bool probe_targets_dirty_ = false;
 };
 
 }  // namespace scalegate::control

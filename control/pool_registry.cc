@@ -254,18 +254,33 @@ bool MemberRecord::probeHealthy(const config::HealthCheck& hc) const {
   return hc.initially_healthy;
 }
 
-const MemberRecord* PoolRecord::find(const std::string& id) const {
+const MemberRecord* PoolRecord::indexed(const std::string& id) const {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (index_data_ != members.data() || index_size_ != members.size() || attempt == 1) {
+      index_.clear();
+      for (size_t i = 0; i < members.size(); ++i) {
+        index_.emplace(members[i].spec.id, static_cast<uint32_t>(i));
+      }
+      index_data_ = members.data();
+      index_size_ = members.size();
+    }
+    auto it = index_.find(id);
+    if (it != index_.end() && it->second < members.size() &&
+        members[it->second].spec.id == id) {
+      return &members[it->second];
+    }
+    if (it == index_.end()) break;  // not indexed: checked by the scan below
+  }
   for (const MemberRecord& m : members) {
     if (m.spec.id == id) return &m;
   }
   return nullptr;
 }
 
+const MemberRecord* PoolRecord::find(const std::string& id) const { return indexed(id); }
+
 MemberRecord* PoolRecord::find(const std::string& id) {
-  for (MemberRecord& m : members) {
-    if (m.spec.id == id) return &m;
-  }
-  return nullptr;
+  return const_cast<MemberRecord*>(indexed(id));
 }
 
 PoolRegistry::PoolRegistry(int workers, const Clock& clock)

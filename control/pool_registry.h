@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
@@ -87,8 +88,17 @@ struct PoolRecord {
   std::shared_ptr<l7proxy::PoolStats> stats;
   uint64_t ejections_total = 0;
 
+  // By id. O(1) on average: an index over `members` is rebuilt lazily whenever the vector
+  // was changed (its size, storage or the entry found no longer match); ids the index does
+  // not know fall back to a scan, so a stale index can never hide a member.
   const MemberRecord* find(const std::string& id) const;
   MemberRecord* find(const std::string& id);
+
+ private:
+  const MemberRecord* indexed(const std::string& id) const;
+  mutable std::unordered_map<std::string, uint32_t> index_;
+  mutable const MemberRecord* index_data_ = nullptr;
+  mutable size_t index_size_ = 0;
 };
 
 struct Event {

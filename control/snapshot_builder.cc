@@ -33,9 +33,15 @@ std::shared_ptr<const config::Snapshot> buildSnapshot(
     ps.pool = &pool;
     if (rec != nullptr) ps.stats = rec->stats;
     size_t eligible = 0;
+    // effectiveConfig() lists members in the registry's order, so records match by position.
+    std::vector<const MemberRecord*> recs(pool.members.size(), nullptr);
+    for (size_t i = 0; rec != nullptr && i < pool.members.size(); ++i) {
+      bool same = i < rec->members.size() && rec->members[i].spec.id == pool.members[i].id;
+      recs[i] = same ? &rec->members[i] : rec->find(pool.members[i].id);
+    }
     std::vector<bool> ok(pool.members.size(), false);
     for (size_t i = 0; i < pool.members.size(); ++i) {
-      const MemberRecord* m = rec != nullptr ? rec->find(pool.members[i].id) : nullptr;
+      const MemberRecord* m = recs[i];
       // A member that joined while running (scale-out, API, reload) may still be booting:
       // with probes configured it waits for `rise` good ones. The configured initial state
       // covers members present at process start (their ready_since is zero).
@@ -56,7 +62,7 @@ std::shared_ptr<const config::Snapshot> buildSnapshot(
     std::vector<l7proxy::MemberView> views;
     for (size_t i = 0; i < pool.members.size(); ++i) {
       const config::Member& spec = pool.members[i];
-      const MemberRecord* m = rec != nullptr ? rec->find(spec.id) : nullptr;
+      const MemberRecord* m = recs[i];
       config::MemberState st;
       st.weight = spec.weight;
       st.healthy = ps.panic || ok[i];
