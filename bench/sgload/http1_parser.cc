@@ -111,7 +111,8 @@ ResponseParser::Step ResponseParser::parseHead(const char* data, size_t len, siz
     if (colon == std::string_view::npos || colon == 0) return Step::kError;
     std::string_view name = line.substr(0, colon);
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     switch (name.size()) {
       case 14:

@@ -3,14 +3,14 @@
 // HTTP/1.1 with pipelining or HTTP/2 with streams, over TCP or TLS; full percentiles from a
 // log-linear histogram; text, JSON and per-second CSV output. See bench/sgload/README.md.
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
-#include <sys/time.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,8 +60,8 @@ bool preflightTls(const Options& o, int fd) {
   SSL* ssl = SSL_new(ctx);
   SSL_set_fd(ssl, fd);
   in6_addr ip;
-  const bool literal = inet_pton(AF_INET, o.host.c_str(), &ip) == 1 ||
-                       inet_pton(AF_INET6, o.host.c_str(), &ip) == 1;
+  const bool literal =
+      inet_pton(AF_INET, o.host.c_str(), &ip) == 1 || inet_pton(AF_INET6, o.host.c_str(), &ip) == 1;
   if (!literal) SSL_set_tlsext_host_name(ssl, o.host.c_str());
   if (!o.insecure) {
     if (literal) {
@@ -86,8 +86,8 @@ bool preflightTls(const Options& o, int fd) {
     unsigned len = 0;
     SSL_get0_alpn_selected(ssl, &proto, &len);
     if (len != 2 || std::memcmp(proto, "h2", 2) != 0) {
-      std::fprintf(stderr, "sgload: %s port %u did not select h2 by ALPN (--h2)\n",
-                   o.host.c_str(), o.port);
+      std::fprintf(stderr, "sgload: %s port %u did not select h2 by ALPN (--h2)\n", o.host.c_str(),
+                   o.port);
       ok = false;
     }
   }
@@ -169,12 +169,14 @@ int run(int argc, char** argv) {
   for (int t = 0; t < o.threads; ++t) {
     const int conns = o.connections / o.threads + (t < o.connections % o.threads ? 1 : 0);
     const uint64_t budget =
-        o.requests == 0 ? 0
-                        : o.requests / static_cast<uint64_t>(o.threads) +
-                              (static_cast<uint64_t>(t) < o.requests % static_cast<uint64_t>(o.threads) ? 1 : 0);
+        o.requests == 0
+            ? 0
+            : o.requests / static_cast<uint64_t>(o.threads) +
+                  (static_cast<uint64_t>(t) < o.requests % static_cast<uint64_t>(o.threads) ? 1
+                                                                                            : 0);
     const double share = static_cast<double>(conns) / static_cast<double>(o.connections);
-    workers.push_back(std::make_unique<Worker>(o, requests, clock, &collector, t, conns, share,
-                                               budget));
+    workers.push_back(
+        std::make_unique<Worker>(o, requests, clock, &collector, t, conns, share, budget));
   }
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });

@@ -121,9 +121,10 @@ void parseUrl(const std::string& url, Options* o) {
 
 std::optional<Options> parseOptions(int argc, char** argv, int* exit_code) {
   Options o;
-  CLI::App app{"sgload: HTTP/1.1 and HTTP/2 load generator (closed loop, or open loop with "
-               "coordinated-omission-corrected latency)",
-               "sgload"};
+  CLI::App app{
+      "sgload: HTTP/1.1 and HTTP/2 load generator (closed loop, or open loop with "
+      "coordinated-omission-corrected latency)",
+      "sgload"};
   std::string url, duration, rate, stages, warmup, timeout, body, body_file, paths_file;
   std::vector<std::string> paths;
   int64_t requests = 0;

@@ -37,12 +37,11 @@ void writeCsvHeader(std::FILE* out) {
 }
 
 void writeCsvRow(std::FILE* out, const IntervalStats& iv, double length_s) {
-  std::fprintf(out, "%llu,%llu,%llu,%.1f,%.1f,%.1f,%.1f\n",
-               static_cast<unsigned long long>(iv.second + 1),
-               static_cast<unsigned long long>(iv.requests),
-               static_cast<unsigned long long>(iv.errors),
-               static_cast<double>(iv.requests) / length_s, us(iv.latency.percentile(50)),
-               us(iv.latency.percentile(99)), us(iv.latency.max()));
+  std::fprintf(
+      out, "%llu,%llu,%llu,%.1f,%.1f,%.1f,%.1f\n", static_cast<unsigned long long>(iv.second + 1),
+      static_cast<unsigned long long>(iv.requests), static_cast<unsigned long long>(iv.errors),
+      static_cast<double>(iv.requests) / length_s, us(iv.latency.percentile(50)),
+      us(iv.latency.percentile(99)), us(iv.latency.max()));
   std::fflush(out);
 }
 
@@ -61,8 +60,8 @@ void printProgress(const IntervalStats& iv, double length_s, uint64_t total_requ
 void printTextSummary(const Options& o, const RunStats& s, double duration_s) {
   const LatencyHistogram& h = s.latency;
   std::printf("sgload %s://%s%s: %d connections, %d threads, %s, %d %s per connection\n",
-              o.tls ? "https" : "http", o.authority.c_str(), o.paths.front().c_str(),
-              o.connections, o.threads, o.h2 ? "HTTP/2" : "HTTP/1.1", o.streams,
+              o.tls ? "https" : "http", o.authority.c_str(), o.paths.front().c_str(), o.connections,
+              o.threads, o.h2 ? "HTTP/2" : "HTTP/1.1", o.streams,
               o.h2 ? "streams" : "pipelined requests");
   if (o.openLoop()) {
     std::printf("open loop: target %.1f req/s, latency from the intended send time\n",
@@ -76,17 +75,17 @@ void printTextSummary(const Options& o, const RunStats& s, double duration_s) {
   std::printf("requests: %llu\n", static_cast<unsigned long long>(s.requests));
   std::printf("duration: %.3f s\n", duration_s);
   std::printf("rps: %.1f\n", duration_s > 0 ? static_cast<double>(s.requests) / duration_s : 0.0);
-  std::printf("latency p50 %.1f us p90 %.1f us p99 %.1f us p99.9 %.1f us p99.99 %.1f us max %.1f us\n",
-              us(h.percentile(50)), us(h.percentile(90)), us(h.percentile(99)),
-              us(h.percentile(99.9)), us(h.percentile(99.99)), us(h.max()));
+  std::printf(
+      "latency p50 %.1f us p90 %.1f us p99 %.1f us p99.9 %.1f us p99.99 %.1f us max %.1f us\n",
+      us(h.percentile(50)), us(h.percentile(90)), us(h.percentile(99)), us(h.percentile(99.9)),
+      us(h.percentile(99.99)), us(h.max()));
   for (size_t code = 0; code < s.status.size(); ++code)
     if (s.status[code] != 0)
       std::printf("status %zu: %llu\n", code, static_cast<unsigned long long>(s.status[code]));
-  std::printf("errors connect %llu timeout %llu reset %llu protocol %llu\n",
-              static_cast<unsigned long long>(s.errors[0]),
-              static_cast<unsigned long long>(s.errors[1]),
-              static_cast<unsigned long long>(s.errors[2]),
-              static_cast<unsigned long long>(s.errors[3]));
+  std::printf(
+      "errors connect %llu timeout %llu reset %llu protocol %llu\n",
+      static_cast<unsigned long long>(s.errors[0]), static_cast<unsigned long long>(s.errors[1]),
+      static_cast<unsigned long long>(s.errors[2]), static_cast<unsigned long long>(s.errors[3]));
   std::fflush(stdout);
 }
 
@@ -113,15 +112,15 @@ void printJsonSummary(const Options& o, const RunStats& s, double duration_s) {
                 static_cast<unsigned long long>(s.status[code]));
     first = false;
   }
-  std::printf("},\"errors\":{\"connect\":%llu,\"timeout\":%llu,\"reset\":%llu,\"protocol\":%llu},",
-              static_cast<unsigned long long>(s.errors[0]),
-              static_cast<unsigned long long>(s.errors[1]),
-              static_cast<unsigned long long>(s.errors[2]),
-              static_cast<unsigned long long>(s.errors[3]));
-  std::printf("\"bytes_read\":%llu,\"connections\":%d,\"threads\":%d,\"streams\":%d,"
-              "\"protocol\":\"%s\"}\n",
-              static_cast<unsigned long long>(s.bytes_read), o.connections, o.threads, o.streams,
-              o.h2 ? "h2" : "http/1.1");
+  std::printf(
+      "},\"errors\":{\"connect\":%llu,\"timeout\":%llu,\"reset\":%llu,\"protocol\":%llu},",
+      static_cast<unsigned long long>(s.errors[0]), static_cast<unsigned long long>(s.errors[1]),
+      static_cast<unsigned long long>(s.errors[2]), static_cast<unsigned long long>(s.errors[3]));
+  std::printf(
+      "\"bytes_read\":%llu,\"connections\":%d,\"threads\":%d,\"streams\":%d,"
+      "\"protocol\":\"%s\"}\n",
+      static_cast<unsigned long long>(s.bytes_read), o.connections, o.threads, o.streams,
+      o.h2 ? "h2" : "http/1.1");
   std::fflush(stdout);
 }
 

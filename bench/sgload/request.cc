@@ -43,7 +43,8 @@ RequestSet::RequestSet(const Options& o) : body_(o.body), is_head_(o.method == "
     if (!user_host) r += "Host: " + o.authority + "\r\n";
     if (!user_agent) r += "User-Agent: sgload\r\n";
     for (const auto& [name, value] : extra) r += name + ": " + value + "\r\n";
-    if (send_length && !user_length) r += "Content-Length: " + std::to_string(body_.size()) + "\r\n";
+    if (send_length && !user_length)
+      r += "Content-Length: " + std::to_string(body_.size()) + "\r\n";
     r += "\r\n";
     r += body_;
     max_h1_ = std::max(max_h1_, r.size());

@@ -104,7 +104,8 @@ namespace {
 
 // nghttp2 callbacks; user_data is the Connection, stream user data is slot index + 1.
 StreamSlot* slotOf(Connection* c, int32_t stream_id) {
-  const auto tag = reinterpret_cast<intptr_t>(nghttp2_session_get_stream_user_data(c->h2, stream_id));
+  const auto tag =
+      reinterpret_cast<intptr_t>(nghttp2_session_get_stream_user_data(c->h2, stream_id));
   if (tag <= 0 || static_cast<size_t>(tag) > c->slots.size()) return nullptr;
   return &c->slots[static_cast<size_t>(tag - 1)];
 }
@@ -606,10 +607,9 @@ void Worker::sendHttp2(Connection* c, int n, const uint64_t* intended) {
     StreamSlot& slot = c->slots[static_cast<size_t>(index)];
     slot = StreamSlot{intended[i], now_, 0, 0, 0, true, false};
     const size_t p = nextPath();
-    const int32_t id = nghttp2_submit_request(c->h2, nullptr, req_.http2Headers(p),
-                                              req_.http2HeaderCount(p),
-                                              has_body ? &provider : nullptr,
-                                              reinterpret_cast<void*>(static_cast<intptr_t>(index + 1)));
+    const int32_t id = nghttp2_submit_request(
+        c->h2, nullptr, req_.http2Headers(p), req_.http2HeaderCount(p),
+        has_body ? &provider : nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(index + 1)));
     if (id < 0) {
       slot.used = false;
       c->free_slots.push_back(index);
@@ -777,10 +777,10 @@ void Worker::processHttp1(Connection* c) {
 }
 
 void Worker::processHttp2(Connection* c, const char* data, size_t len) {
-  const ssize_t rc =
-      nghttp2_session_mem_recv(c->h2, reinterpret_cast<const uint8_t*>(data), len);
+  const ssize_t rc = nghttp2_session_mem_recv(c->h2, reinterpret_cast<const uint8_t*>(data), len);
   if (rc < 0) {
-    reportOnce(ErrorKind::kProtocol, std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(rc)));
+    reportOnce(ErrorKind::kProtocol,
+               std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(rc)));
     fail(c, ErrorKind::kProtocol);
     return;
   }
