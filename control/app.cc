@@ -183,6 +183,7 @@ void App::onHousekeeping(evutil_socket_t, short, void* arg) {
 void App::publishIfChanged() {
   if (registry_->version() == published_version_ || shutting_down_) return;
   published_version_ = registry_->version();
+  last_publish_ = SystemClock::instance().now();
   snapshot_ = buildSnapshot(*registry_, ++generation_, current_sockets_,
                             listener_stats_->resolve(registry_->config()));
   proxy_->publish(snapshot_);
@@ -299,9 +300,12 @@ void App::onProbeResult(const std::string& pool, const std::string& member, cons
         registry_->addEvent("unejected", pool, member, "active health check passed");
       }
     }
-    // Published by the next housekeeping tick (≤ 100 ms): with thousands of members many
-    // results arrive together and one snapshot carries them all.
     registry_->markChanged();
+    // Publish now unless a snapshot went out in the last 50 ms; then the next housekeeping
+    // tick (≤ 100 ms) carries it, together with whatever else changed: with thousands of
+    // members, results that arrive together share one snapshot.
+    MonoTime now = SystemClock::instance().now();
+    if (now - last_publish_ >= std::chrono::milliseconds(50)) publishIfChanged();
   }
   if (change != HealthChange::kNone || was_transitioning != m->transitioning) {
     probe_targets_dirty_ = true;  // fast_interval on or off; refreshed on the tick

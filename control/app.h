@@ -85,6 +85,7 @@ class App {
   std::vector<std::pair<uint64_t, std::vector<int>>> retired_;
   bool shutting_down_ = false;
   bool probe_targets_dirty_ = false;
+  MonoTime last_publish_{};
 };
 
 }  // namespace scalegate::control

@@ -95,6 +95,9 @@ struct HttpAnswer {
   std::string content_type;
   LoadReport load;   // from X-Load fields
   std::string body;  // de-chunked, possibly truncated
+  // HTTP/1.1, no "Connection: close", framed by Content-Length (or bodiless) and nothing
+  // after it: the connection can carry the next probe.
+  bool reusable = false;
 };
 
 // Decodes a chunked body from data[pos..); sets *done at the last chunk. Malformed framing ends
@@ -166,6 +169,8 @@ HttpAnswer parseAnswer(std::string_view data, bool closed) {
       a.status = a.status * 10 + (line[i] - '0');
     }
     bool chunked = false;
+    bool conn_close = false;
+    const bool http11 = line.substr(5, 3) == "1.1";
     int64_t content_length = -1;
     for (;;) {
       if (!nextLine(data, &pos, &line)) {
@@ -197,6 +202,14 @@ HttpAnswer parseAnswer(std::string_view data, bool closed) {
       } else if (equalsLower(name, "transfer-encoding")) {
         std::string_view last = value.substr(value.rfind(',') + 1);
         chunked = equalsLower(trim(last), "chunked");
+      } else if (equalsLower(name, "connection")) {
+        std::string_view v = value;
+        while (!v.empty()) {
+          size_t comma = v.find(',');
+          if (equalsLower(trim(v.substr(0, comma)), "close")) conn_close = true;
+          if (comma == std::string_view::npos) break;
+          v.remove_prefix(comma + 1);
+        }
       } else if (equalsLower(name, "content-type")) {
         a.content_type.assign(value);
       } else if (equalsLower(name, "x-load")) {
@@ -207,6 +220,7 @@ HttpAnswer parseAnswer(std::string_view data, bool closed) {
     a.head_complete = true;
     if (a.status < 200 || a.status == 204 || a.status == 304) {
       a.complete = true;
+      a.reusable = http11 && !conn_close && !closed && data.size() == pos;
     } else if (chunked) {
       dechunk(data, pos, &a.body, &a.complete);
     } else if (content_length >= 0) {
@@ -214,6 +228,7 @@ HttpAnswer parseAnswer(std::string_view data, bool closed) {
       size_t want = static_cast<size_t>(content_length);
       a.body.assign(data.substr(pos, std::min(have, want)));
       a.complete = have >= want;
+      a.reusable = http11 && !conn_close && !closed && have == want;
     } else {
       a.body.assign(data.substr(pos));
     }
@@ -241,6 +256,7 @@ struct Prober::Impl {
     bufferevent* bev = nullptr;
     bool tls = false;
     bool tls_done = false;
+    bool reused = false;  // on the target's kept-alive connection
     std::string response;
 
     ~Probe() {
@@ -259,9 +275,19 @@ struct Prober::Impl {
     std::unique_ptr<Probe> probe;
     MonoTime last_done{};  // end of the last probe, or when the target was added
     MonoTime next_at{};    // when the idle timer fires
+    // HTTP(S) keep-alive: the connection of the last probe, kept for the next one. Probing
+    // over a kept connection costs a write and a read instead of a TCP handshake and a close
+    // (most of the control thread's time with thousands of members).
+    bufferevent* idle = nullptr;
+    bool idle_tls = false;
 
+    void dropIdle() {
+      if (idle != nullptr) bufferevent_free(idle);
+      idle = nullptr;
+    }
     ~Target() {
       probe.reset();
+      dropIdle();
       if (timer != nullptr) event_free(timer);
     }
   };
@@ -344,7 +370,23 @@ struct Prober::Impl {
     p.started = SteadyClock::now();
     ++in_flight_;
     arm(t, t.spec.check.timeout);
+    if (t.idle != nullptr) {
+      p.bev = t.idle;
+      t.idle = nullptr;
+      p.reused = true;
+      p.tls = t.idle_tls;
+      p.tls_done = true;
+      bufferevent_setcb(p.bev, &Impl::onRead, nullptr, &Impl::onEvent, &t);
+      bufferevent_write(p.bev, t.request.data(), t.request.size());
+      bufferevent_enable(p.bev, EV_READ | EV_WRITE);
+      return;
+    }
+    connectFresh(t);
+  }
 
+  // Opens a new connection for the probe in flight.
+  void connectFresh(Target& t) {
+    Probe& p = *t.probe;
     const SocketAddress& addr = t.spec.address;
     p.fd = socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p.fd < 0) {
@@ -485,6 +527,15 @@ struct Prober::Impl {
       }
       return;
     }
+    if (a.reusable && p.bev != nullptr) {
+      // Keep the connection; while idle, any event on it (the member closed it, or sent
+      // something unasked) just drops it.
+      t.idle = p.bev;
+      t.idle_tls = p.tls;
+      p.bev = nullptr;
+      bufferevent_setcb(t.idle, &Impl::onIdleRead, nullptr, &Impl::onIdleEvent, &t);
+      bufferevent_enable(t.idle, EV_READ);
+    }
     ProbeOutcome o;
     o.http_status = a.status;
     LoadReport report = std::move(a.load);
@@ -501,7 +552,22 @@ struct Prober::Impl {
     finish(t, std::move(o));
   }
 
+  static void onIdleRead(bufferevent*, void* arg) { static_cast<Target*>(arg)->dropIdle(); }
+  static void onIdleEvent(bufferevent*, short, void* arg) {
+    static_cast<Target*>(arg)->dropIdle();
+  }
+
   void fail(Target& t, std::string error) {
+    Probe& p = *t.probe;
+    if (p.reused && p.response.empty() && error != "timeout") {
+      // The member closed the kept connection just as the probe went out: that says nothing
+      // about its health. Try again on a fresh connection, within the same deadline.
+      MonoTime started = p.started;
+      t.probe = std::make_unique<Probe>();
+      t.probe->started = started;
+      connectFresh(t);
+      return;
+    }
     ProbeOutcome o;
     o.error = std::move(error);
     finish(t, std::move(o));
@@ -530,7 +596,7 @@ struct Prober::Impl {
       std::string host = hc.host.empty() ? t->spec.address.toString() : hc.host;
       t->request = "GET " + (hc.path.empty() ? std::string("/") : hc.path) +
                    " HTTP/1.1\r\nHost: " + host +
-                   "\r\nUser-Agent: scalegate-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+                   "\r\nUser-Agent: scalegate-probe\r\nAccept: */*\r\n\r\n";
       std::string_view name;
       uint16_t port = 0;
       if (!hc.host.empty() && splitHostPort(hc.host, &name, &port) && !name.empty() &&

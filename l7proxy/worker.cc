@@ -360,6 +360,13 @@ void Worker::run() {
         SG_LOG(kWarn, "worker %d: drain timeout, closing %zu connections", id_, client_count_);
         break;
       }
+      if (!evtimer_pending(&drain_ev_, nullptr)) {
+        // libevent's cached clock can fire a timer a little early: wait for the rest.
+        auto left = std::chrono::duration_cast<std::chrono::microseconds>(drain_deadline_ - now_)
+                        .count() + 1000;
+        timeval tv{static_cast<time_t>(left / 1000000), static_cast<suseconds_t>(left % 1000000)};
+        evtimer_add(&drain_ev_, &tv);
+      }
     }
     event_base_loop(base_, EVLOOP_ONCE);
   }

@@ -345,7 +345,7 @@ TEST_F(ProberTest, HttpSendsTheRequest) {
   EXPECT_EQ(o.http_status, 200);
   EXPECT_EQ(server.lastRequest(),
             "GET /health?deep=1 HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(server.port()) +
-                "\r\nUser-Agent: scalegate-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+                "\r\nUser-Agent: scalegate-probe\r\nAccept: */*\r\n\r\n");
 
   t.check.host = "app.example:8080";
   o = probeOnce(t);
