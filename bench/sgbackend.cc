@@ -15,8 +15,10 @@
 #include <openssl/evp.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -24,6 +26,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <queue>
+#include <random>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -50,6 +54,7 @@ constexpr int kMaxEvents = 256;
 constexpr int64_t kNsPerMs = 1000 * 1000;
 constexpr int64_t kAcceptRetryNs = 50 * kNsPerMs;  // after EMFILE/ENFILE
 constexpr uint64_t kListenerTag = ~uint64_t{0};
+constexpr uint64_t kTimerTag = ~uint64_t{0} - 1;
 
 // ---------------------------------------------------------------------------------------------
 // Options and small parsers (flags only; never on the request path except parseUint).
@@ -59,6 +64,7 @@ struct Options {
   std::string id = "backend";
   std::string body_size;  // empty: body is "<id>\n"
   std::string delay = "0";
+  std::string delay_dist;  // "90%:1ms,10%:20ms"; empty: every request waits --delay
   std::string health_path = "/health";
   std::string port_file;
   int threads = 1;
@@ -185,6 +191,71 @@ void forEachToken(std::string_view list, Fn fn) {
   }
 }
 
+// One step of a service-time distribution: a request whose draw is below `threshold` (a
+// cumulative probability scaled to 2^64) and not below the previous step's waits `delay_ns`.
+struct DelayStep {
+  uint64_t threshold;
+  int64_t delay_ns;
+};
+
+// "90%:1ms,10%:20ms" (percentages may have decimals, e.g. "99.9%:1ms,0.1%:1s"; they must sum
+// to 100) -> cumulative steps. On failure returns nullopt and says why in *error.
+std::optional<std::vector<DelayStep>> parseDelayDist(std::string_view text, std::string* error) {
+  std::vector<std::pair<double, int64_t>> parts;
+  double total = 0;
+  bool ok = true;
+  forEachToken(text, [&](std::string_view entry) {
+    if (!ok) return;
+    size_t sep = entry.find("%:");
+    if (sep == std::string_view::npos) {
+      *error = "entry '" + std::string(entry) + "': want PERCENT%:DURATION, e.g. 90%:1ms";
+      ok = false;
+      return;
+    }
+    std::string pct_text(trimOws(entry.substr(0, sep)));
+    char* end = nullptr;
+    double pct = std::strtod(pct_text.c_str(), &end);
+    if (pct_text.empty() || end != pct_text.c_str() + pct_text.size() || !(pct > 0) || pct > 100) {
+      *error = "entry '" + std::string(entry) + "': the percentage must be a number in (0, 100]";
+      ok = false;
+      return;
+    }
+    std::string_view duration = trimOws(entry.substr(sep + 2));
+    auto ns = parseDurationNs(duration);
+    if (!ns) {
+      *error = "entry '" + std::string(entry) + "': '" + std::string(duration) +
+               "' is not a duration such as 500us, 5ms or 1.5s";
+      ok = false;
+      return;
+    }
+    parts.emplace_back(pct, *ns);
+    total += pct;
+  });
+  if (!ok) return std::nullopt;
+  if (parts.empty()) {
+    *error = "empty; want e.g. 90%:1ms,10%:20ms";
+    return std::nullopt;
+  }
+  if (std::abs(total - 100) > 1e-6) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%g", total);
+    *error = std::string("the percentages sum to ") + buf + ", not 100";
+    return std::nullopt;
+  }
+  std::vector<DelayStep> steps;
+  double cumulative = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    cumulative += parts[i].first / 100;
+    uint64_t threshold = ~uint64_t{0};
+    double scaled = cumulative * 18446744073709551616.0;  // 2^64
+    if (i + 1 < parts.size() && scaled < 18446744073709551615.0) {
+      threshold = static_cast<uint64_t>(scaled);
+    }
+    steps.push_back(DelayStep{threshold, parts[i].second});
+  }
+  return steps;
+}
+
 const char* reasonPhrase(int status) {
   switch (status) {
     case 200:
@@ -255,6 +326,7 @@ struct Config {
   std::string id;
   std::string health_path;
   int64_t delay_ns = 0;
+  std::vector<DelayStep> delay_dist;  // non-empty: replaces delay_ns, drawn per request
   std::string default_body;
   // Precomputed full responses for the default path: keep-alive / close, with / without body.
   std::string default_keep_alive;
@@ -347,8 +419,8 @@ struct Timer {
 
 class Worker {
  public:
-  Worker(const Config& config, int listen_fd, WorkerCounters* counters)
-      : config_(config), listen_fd_(listen_fd), counters_(counters) {}
+  Worker(const Config& config, int listen_fd, WorkerCounters* counters, uint64_t seed)
+      : config_(config), listen_fd_(listen_fd), counters_(counters), rng_state_(seed) {}
 
   void run();
 
@@ -373,6 +445,7 @@ class Worker {
   void onTimer(const Timer& t);
   void addTimer(Conn* c, int64_t delay_ns);
   void closeConn(Conn* c, bool reset = false);
+  int64_t serviceTimeNs();  // --delay, or a draw from --delay-dist
   bool acceptsInput(const Conn* c) const {
     return c->phase == Phase::kHead || c->phase == Phase::kBody;
   }
@@ -380,7 +453,10 @@ class Worker {
   const Config& config_;
   int listen_fd_;
   WorkerCounters* counters_;
+  uint64_t rng_state_;  // splitmix64
   int epoll_fd_ = -1;
+  int timer_fd_ = -1;           // fires at the earliest deadline in timers_
+  int64_t armed_deadline_ = 0;  // what timer_fd_ is set to; 0: never armed
   bool listener_armed_ = true;
   uint32_t next_generation_ = 1;
   std::vector<Conn*> conns_;  // indexed by fd
@@ -390,9 +466,13 @@ class Worker {
 };
 
 void Worker::run() {
+  // Delays fire from a timerfd set to an absolute deadline: an epoll timeout would get a timer
+  // slack of max(50 us, 0.1 % of the wait), i.e. 100 us late at 100 ms and 1 ms at 1 s.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd_ < 0) {
-    std::perror("sgbackend: epoll_create1");
+  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (epoll_fd_ < 0 || timer_fd_ < 0) {
+    std::perror("sgbackend: epoll_create1/timerfd_create");
     std::_Exit(1);
   }
   pattern_.resize(kStreamChunk);
@@ -403,25 +483,36 @@ void Worker::run() {
   ev.events = EPOLLIN;  // level-triggered: accept a bounded batch per wakeup
   ev.data.u64 = kListenerTag;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  ev.events = EPOLLIN;
+  ev.data.u64 = kTimerTag;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, timer_fd_, &ev);
 
   epoll_event events[kMaxEvents];
   for (;;) {
-    timespec timeout{};
-    timespec* timeout_ptr = nullptr;
-    if (!timers_.empty()) {
-      int64_t wait = std::max<int64_t>(0, timers_.top().deadline_ns - nowNs());
-      timeout.tv_sec = wait / 1000000000;
-      timeout.tv_nsec = wait % 1000000000;
-      timeout_ptr = &timeout;
+    // Re-arm only when the earliest deadline changed: with one fixed delay new timers go to
+    // the back, so this is one timerfd_settime per batch of expiries, none per request.
+    if (!timers_.empty() && timers_.top().deadline_ns != armed_deadline_) {
+      armed_deadline_ = timers_.top().deadline_ns;
+      itimerspec spec{};
+      spec.it_value.tv_sec = armed_deadline_ / 1000000000;
+      spec.it_value.tv_nsec = armed_deadline_ % 1000000000;
+      timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
     }
-    int n = epoll_pwait2(epoll_fd_, events, kMaxEvents, timeout_ptr, nullptr);
+    int n = epoll_wait(epoll_fd_, events, kMaxEvents, -1);
     if (n < 0 && errno != EINTR) {
-      std::perror("sgbackend: epoll_pwait2");
+      std::perror("sgbackend: epoll_wait");
       std::_Exit(1);
     }
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == kListenerTag) {
         acceptConnections();
+        continue;
+      }
+      if (events[i].data.u64 == kTimerTag) {
+        uint64_t expirations;
+        // Drains the expiry count (level-triggered); due timers run below.
+        if (read(timer_fd_, &expirations, sizeof(expirations)) < 0) continue;
+        armed_deadline_ = 0;
         continue;
       }
       int fd = static_cast<int>(events[i].data.u64 & 0xffffffff);
@@ -857,8 +948,7 @@ size_t Worker::consumeBody(Conn* c, const char* data, size_t len, Parse* result)
 void Worker::onRequestComplete(Conn* c) {
   counters_->bump(counters_->requests);
   Request& req = c->req;
-  int64_t delay = config_.delay_ns;
-  if (req.behaviour == Behaviour::kHealth) delay = 0;
+  int64_t delay = req.behaviour == Behaviour::kHealth ? 0 : serviceTimeNs();
   if (req.behaviour == Behaviour::kDelay) delay = static_cast<int64_t>(req.arg) * kNsPerMs;
   if (delay > 0) {
     c->phase = Phase::kWaitTimer;
@@ -866,6 +956,19 @@ void Worker::onRequestComplete(Conn* c) {
     return;
   }
   respond(c);
+}
+
+int64_t Worker::serviceTimeNs() {
+  if (config_.delay_dist.empty()) return config_.delay_ns;
+  // splitmix64: a few multiplies per draw, good enough to pick a bucket.
+  uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  for (const DelayStep& step : config_.delay_dist) {
+    if (z < step.threshold) return step.delay_ns;
+  }
+  return config_.delay_dist.back().delay_ns;
 }
 
 void Worker::appendHead(Conn* c, int status, std::string_view extra_headers,
@@ -1173,7 +1276,8 @@ Behaviour by request path (query strings are ignored; every response has X-Backe
   /echo             200 text/plain: the request line, each header as "Name: value" in the
                     order received, then "body-bytes: N" and "body-sha1: <hex>" of the body
   /status/NNN       that status (200-599), empty body, Content-Length: 0
-  /delay/MS         the default response after MS milliseconds (instead of --delay)
+  /delay/MS         the default response after MS milliseconds (instead of --delay or
+                    --delay-dist)
   /close-mid        head with Content-Length: 1000, 100 body bytes, then close
   /close-before     read the request, then close without a response
   /reset            read the request, then RST (SO_LINGER 0) without a response
@@ -1201,6 +1305,9 @@ int runMain(int argc, char** argv) {
                  "fixed service time before each response, e.g. 500us, 5ms, 1s (timers, not "
                  "sleeps)")
       ->capture_default_str();
+  app.add_option("--delay-dist", opt.delay_dist,
+                 "service-time distribution instead of --delay: each request draws one, e.g. "
+                 "\"90%:1ms,10%:20ms\" (percentages sum to 100)");
   app.add_option("--health-path", opt.health_path, "path answered 200 \"healthy\"")
       ->capture_default_str();
   app.add_option("--port-file", opt.port_file,
@@ -1226,6 +1333,20 @@ int runMain(int argc, char** argv) {
     return 2;
   }
   config.delay_ns = *delay;
+  if (app.count("--delay-dist") > 0) {
+    if (app.count("--delay") > 0) {
+      std::fprintf(stderr, "sgbackend: give --delay or --delay-dist, not both\n");
+      return 2;
+    }
+    std::string error;
+    auto dist = parseDelayDist(opt.delay_dist, &error);
+    if (!dist) {
+      std::fprintf(stderr, "sgbackend: --delay-dist '%s': %s\n", opt.delay_dist.c_str(),
+                   error.c_str());
+      return 2;
+    }
+    config.delay_dist = std::move(*dist);
+  }
   if (opt.body_size.empty()) {
     config.default_body = config.id + "\n";
   } else {
@@ -1298,10 +1419,12 @@ int runMain(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::unique_ptr<WorkerCounters>> counters;
+  std::random_device seed_source;
   for (int i = 0; i < opt.threads; ++i) {
     counters.push_back(std::make_unique<WorkerCounters>());
-    std::thread([fd = listeners[i], c = counters.back().get()] {
-      Worker(config, fd, c).run();
+    uint64_t seed = (uint64_t{seed_source()} << 32) | seed_source();
+    std::thread([fd = listeners[i], c = counters.back().get(), seed] {
+      Worker(config, fd, c, seed).run();
     }).detach();
   }
 
