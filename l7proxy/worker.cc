@@ -215,6 +215,15 @@ void Worker::adoptLatest() {
     pv.balancer = Balancer::create(ps.pool->balance, members, &ps.tables, ps.pool->slow_start,
                                    mix64(s->generation * 1315423911ULL + id_ * 2654435761ULL + i));
   }
+  // Each address's pooled connections live as long as the strictest pool naming it allows.
+  for (const PoolView& pv : v->pools) {
+    for (MemberSlot* slot : pv.slots) slot->idle_timeout = Duration::max();
+  }
+  for (const PoolView& pv : v->pools) {
+    for (MemberSlot* slot : pv.slots) {
+      slot->idle_timeout = std::min(slot->idle_timeout, pv.cfg->upstream.idle_timeout);
+    }
+  }
   for (size_t li = 0; li < s->config->listeners.size(); ++li) {
     const config::Listener& l = s->config->listeners[li];
     if (l.protocol != config::ListenerProtocol::kHttp) continue;
@@ -271,16 +280,8 @@ void Worker::adoptLatest() {
 void Worker::sweepIdleUpstreams() {
   std::vector<UpstreamConn*> expired;
   for (auto& [addr, slot] : slots_) {
-    Duration idle_timeout = std::chrono::seconds(60);
-    if (view_ != nullptr) {  // the shortest idle timeout of the pools naming this address
-      for (const PoolView& p : view_->pools) {
-        for (MemberSlot* s : p.slots) {
-          if (s == slot.get()) idle_timeout = std::min(idle_timeout, p.cfg->upstream.idle_timeout);
-        }
-      }
-    }
     for (UpstreamConn* u = slot->idle_head; u != nullptr; u = u->next_idle) {
-      if (now_ - u->idle_since >= idle_timeout) expired.push_back(u);
+      if (now_ - u->idle_since >= slot->idle_timeout) expired.push_back(u);
     }
   }
   for (UpstreamConn* u : expired) closeIdleUpstream(u);
@@ -362,8 +363,9 @@ void Worker::run() {
       }
       if (!evtimer_pending(&drain_ev_, nullptr)) {
         // libevent's cached clock can fire a timer a little early: wait for the rest.
-        auto left = std::chrono::duration_cast<std::chrono::microseconds>(drain_deadline_ - now_)
-                        .count() + 1000;
+        auto left =
+            std::chrono::duration_cast<std::chrono::microseconds>(drain_deadline_ - now_).count() +
+            1000;
         timeval tv{static_cast<time_t>(left / 1000000), static_cast<suseconds_t>(left % 1000000)};
         evtimer_add(&drain_ev_, &tv);
       }

@@ -42,6 +42,9 @@ struct MemberSlot {
   UpstreamConn* idle_head = nullptr;  // most recently used first
   uint32_t idle_count = 0;
   uint32_t refs = 0;  // views + live upstream connections
+  // Pooled connections idle longer than this are closed: the shortest idle_timeout of the
+  // pools that name this address in the current view (set at adoption).
+  Duration idle_timeout = std::chrono::seconds(60);
 };
 
 struct PoolView {
