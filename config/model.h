@@ -116,6 +116,10 @@ struct Member {
   std::string zone;
   uint32_t fault_domain = 0;
   uint32_t weight = 1;  // 0 = takes no new traffic; max 1000000
+  std::string version;  // image/app version label (rolling upgrades); "" = unknown
+  // Scale-in protection (Azure protectFromScaleIn): autoscale never picks this member to
+  // remove. Repairs, upgrades and removal through the API still apply to it.
+  bool scale_in_protected = false;
   SourceLocation where;
 };
 

@@ -91,6 +91,8 @@ Json memberJson(const PoolRecord& pool, const MemberRecord& m, MonoTime now) {
          {"zone", m.spec.zone},
          {"fault_domain", m.spec.fault_domain},
          {"weight", m.spec.weight},
+         {"version", m.spec.version},
+         {"protected", m.spec.scale_in_protected},
          {"origin", m.origin == MemberOrigin::kApi ? "api" : "config"},
          {"added_at", timeOrNull(m.added_at)},
          {"health", healthStateName(m.health)},
@@ -271,6 +273,12 @@ Status parseMemberBody(std::string_view body, MemberSpec* spec, bool* address_se
     } else if (key == "zone") {
       if (!v.is_string()) return invalidArgument("zone must be a string");
       next.zone = v.get_ref<const std::string&>();
+    } else if (key == "version") {
+      if (!v.is_string()) return invalidArgument("version must be a string");
+      next.version = v.get_ref<const std::string&>();
+    } else if (key == "protected") {
+      if (!v.is_boolean()) return invalidArgument("protected must be true or false");
+      next.scale_in_protected = v.get<bool>();
     } else if (key == "fault_domain" || key == "weight") {
       const uint64_t hi = key == "weight" ? kMaxWeight : kMaxFaultDomain;
       if (!v.is_number_unsigned() || v.get<uint64_t>() > hi) {
@@ -280,7 +288,8 @@ Status parseMemberBody(std::string_view body, MemberSpec* spec, bool* address_se
           static_cast<uint32_t>(v.get<uint64_t>());
     } else {
       return invalidArgument("unknown field " + quote(key) +
-                             " (allowed: address, zone, fault_domain, weight)");
+                             " (allowed: address, zone, fault_domain, weight, version, "
+                             "protected)");
     }
   }
   *spec = next;
@@ -536,6 +545,26 @@ AdminServer::Reply AdminServer::route(evhttp_request* req) {
                                  {"truncated", truncated}});
   }
 
+  // Pool endpoints of the autoscaler: /v1/pools/{pool}/{scale,autoscale,metrics,upgrade}.
+  if (seg.size() == 3 && seg[0] == "pools" && seg[2] != "members" && hooks_.pool_action) {
+    if (registry_.findPool(std::string(seg[1])) == nullptr) {
+      return Reply::error(404, "pool " + quote(seg[1]) + " not found");
+    }
+    const char* verb = method == EVHTTP_REQ_GET      ? "GET"
+                       : method == EVHTTP_REQ_HEAD   ? "GET"
+                       : method == EVHTTP_REQ_POST   ? "POST"
+                       : method == EVHTTP_REQ_PUT    ? "PUT"
+                       : method == EVHTTP_REQ_DELETE ? "DELETE"
+                                                     : "OTHER";
+    std::optional<ActionReply> a =
+        hooks_.pool_action(std::string(seg[1]), std::string(seg[2]), verb, body);
+    if (a.has_value()) {
+      if (a->code >= 400) return Reply::error(a->code, a->error);
+      Reply r = Reply::json(a->code, a->body);
+      if (a->code == 405 && !a->allow.empty()) r.headers.emplace_back("Allow", a->allow);
+      return r;
+    }
+  }
   if (seg.empty() || seg[0] != "pools" || seg.size() > 5 ||
       (seg.size() >= 3 && seg[2] != "members") || (seg.size() == 5 && seg[4] != "drain")) {
     return Reply::error(404, "no such endpoint: " + quote(path));
@@ -543,7 +572,11 @@ AdminServer::Reply AdminServer::route(evhttp_request* req) {
   if (seg.size() == 1) {
     if (!isGet(method)) return Reply::methodNotAllowed(kGet);
     Json pools = Json::array();
-    for (const PoolRecord& p : registry_.pools()) pools.push_back(poolSummary(p));
+    for (const PoolRecord& p : registry_.pools()) {
+      Json summary = poolSummary(p);
+      if (hooks_.decorate_pool) hooks_.decorate_pool(p.name, &summary);
+      pools.push_back(std::move(summary));
+    }
     return Reply::json(200, Json{{"pools", std::move(pools)}});
   }
 
@@ -557,6 +590,7 @@ AdminServer::Reply AdminServer::route(evhttp_request* req) {
     for (const MemberRecord& m : pool->members) members.push_back(memberJson(*pool, m, now));
     if (seg.size() == 3) return Reply::json(200, Json{{"members", std::move(members)}});
     Json j = poolSummary(*pool);
+    if (hooks_.decorate_pool) hooks_.decorate_pool(pool->name, &j);
     j["drain_timeout_ms"] = toMillis(pool->cfg->drain_timeout);
     j["slow_start_ms"] = toMillis(pool->cfg->slow_start);
     j["health_checks"] = pool->cfg->health.enabled;
@@ -602,8 +636,14 @@ AdminServer::Reply AdminServer::route(evhttp_request* req) {
     case EVHTTP_REQ_PUT: {
       MemberSpec spec;
       if (member != nullptr) {
-        spec = MemberSpec{member->spec.address, member->spec.zone, member->spec.fault_domain,
-                          member->spec.weight};
+        spec = MemberSpec{member->spec.address, member->spec.zone,
+                          member->spec.fault_domain, member->spec.weight,
+                          member->spec.version,      member->spec.scale_in_protected};
+      } else if (pool->cfg->mode == config::PoolMode::kUniform && !pool->members.empty()) {
+        // A new member of a uniform pool is what the others are unless the body says otherwise.
+        spec.weight = pool->members.front().spec.weight;
+        spec.version = pool->model_known ? pool->model_version
+                                         : pool->members.front().spec.version;
       }
       bool address_seen = false;
       if (Status st = parseMemberBody(body, &spec, &address_seen); !st.isOk()) {

@@ -20,12 +20,19 @@
 //   GET  /v1/pools/{pool}                      the pool and every member (see memberJson)
 //   GET  /v1/pools/{pool}/members              {"members":[...]}
 //   GET  /v1/pools/{pool}/members/{id}         the member
-//   PUT  /v1/pools/{pool}/members/{id}         body {"address","zone","fault_domain","weight"}:
-//                                              201 created | 200 updated, with the member.
-//                                              address is required for a new member; absent
-//                                              fields keep their current values (new member:
-//                                              zone "", fault_domain 0, weight 1). Unknown
-//                                              fields are 400.
+//   PUT  /v1/pools/{pool}/members/{id}         body {"address","zone","fault_domain","weight",
+//                                              "version","protected"}: 201 created | 200
+//                                              updated, with the member. address is required
+//                                              for a new member; absent fields keep their
+//                                              current values (new member: zone "",
+//                                              fault_domain 0, weight 1, version "", not
+//                                              protected; in a uniform pool the others' weight
+//                                              and version). Unknown fields are 400. A uniform
+//                                              pool refuses (400) a weight or version that
+//                                              differs from its other members'.
+//   GET|POST|DELETE /v1/pools/{pool}/{scale,autoscale,metrics,upgrade}
+//                                              the autoscaler's endpoints (hooks.pool_action;
+//                                              control/README.md "Autoscale API")
 //   DELETE /v1/pools/{pool}/members/{id}       200 with the removed member | 404
 //   POST /v1/pools/{pool}/members/{id}/drain   optional body {"timeout":"30s"}: 202 with the
 //                                              member ("drain": "draining" or "drained")
@@ -52,6 +59,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,6 +76,13 @@ namespace scalegate::control {
 
 class AdminServer {
  public:
+  // What a pool action answers: code < 400 sends `body`; code >= 400 sends {"error": error}.
+  struct ActionReply {
+    int code = 200;
+    nlohmann::json body;
+    std::string error;
+    std::string allow;  // for 405
+  };
   struct Hooks {
     // Prometheus text for /metrics; absent: an empty body.
     std::function<std::string()> metrics;
@@ -79,6 +94,14 @@ class AdminServer {
     // into a 500 that says the change is in effect but not saved; the client may retry (PUT and
     // drain are idempotent). Absent: nothing is called.
     std::function<Status()> changed;
+    // Adds fields (capacity, autoscale state) to a pool's JSON in GET /v1/pools[/{pool}].
+    std::function<void(const std::string& pool, nlohmann::json* summary)> decorate_pool;
+    // /v1/pools/{pool}/{action} for actions other than "members" (the autoscaler's scale,
+    // autoscale, metrics and upgrade); method is GET/POST/PUT/DELETE/OTHER. nullopt: no such
+    // endpoint (404). The pool exists when it is called.
+    std::function<std::optional<ActionReply>(const std::string& pool, const std::string& action,
+                                             const std::string& method, const std::string& body)>
+        pool_action;
   };
 
   // The registry must outlive the server. Nothing is served until listen().

@@ -372,7 +372,20 @@ std::vector<prometheus::MetricFamily> collectMetrics(const MetricsInput& in) {
   collectProcess(in, out);
   collectListeners(in, out);
   collectPools(in, out);
+  if (in.extra) in.extra(out);
   return out;
+}
+
+MetricFamily metricFamily(const char* name, const char* help, MetricType type) {
+  return family(name, help, type);
+}
+
+void addCounterSample(MetricFamily& f, std::vector<ClientMetric::Label> labels, uint64_t value) {
+  addCounter(f, std::move(labels), value);
+}
+
+void addGaugeSample(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+  addGauge(f, std::move(labels), value);
 }
 
 std::string renderMetrics(const MetricsInput& in) {

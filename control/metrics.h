@@ -41,12 +41,14 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <prometheus/client_metric.h>
 #include <prometheus/metric_family.h>
+#include <prometheus/metric_type.h>
 
 #include "common/clock.h"
 #include "config/snapshot.h"
@@ -74,7 +76,17 @@ struct MetricsInput {
   std::string version;                             // build version (SG_VERSION)
   uint64_t config_reloads_ok = 0;                  // reloads that took effect
   uint64_t config_reloads_failed = 0;              // reloads rejected (old config kept)
+  // Families of other components (autoscale, webhooks), appended after the ones above.
+  std::function<void(std::vector<prometheus::MetricFamily>&)> extra;
 };
+
+// Building blocks for those families: an empty family, and one sample added to it.
+prometheus::MetricFamily metricFamily(const char* name, const char* help,
+                                      prometheus::MetricType type);
+void addCounterSample(prometheus::MetricFamily& f,
+                      std::vector<prometheus::ClientMetric::Label> labels, uint64_t value);
+void addGaugeSample(prometheus::MetricFamily& f,
+                    std::vector<prometheus::ClientMetric::Label> labels, double value);
 
 // The metric families for one scrape, in exposition order. Control thread.
 std::vector<prometheus::MetricFamily> collectMetrics(const MetricsInput& in);

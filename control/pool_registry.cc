@@ -76,16 +76,26 @@ Status validateMember(const std::string& id, const MemberSpec& spec) {
     return invalidArgument("weight " + std::to_string(spec.weight) +
                            " is out of range (0..1000000)");
   }
+  if (spec.version.size() > kMaxZoneLength ||
+      std::any_of(spec.version.begin(), spec.version.end(), [](char ch) {
+        auto c = static_cast<unsigned char>(ch);
+        return c <= 0x20 || c == 0x7F;
+      })) {
+    return invalidArgument("bad version " + quote(spec.version) +
+                           ": at most 64 bytes, no spaces or control characters");
+  }
   return Status::ok();
 }
 
 MemberSpec specOf(const config::Member& m) {
-  return MemberSpec{m.address, m.zone, m.fault_domain, m.weight};
+  return MemberSpec{m.address, m.zone, m.fault_domain, m.weight, m.version,
+                    m.scale_in_protected};
 }
 
 bool sameSpec(const MemberSpec& a, const MemberSpec& b) {
   return a.address == b.address && a.zone == b.zone && a.fault_domain == b.fault_domain &&
-         a.weight == b.weight;
+         a.weight == b.weight && a.version == b.version &&
+         a.scale_in_protected == b.scale_in_protected;
 }
 
 void applySpec(const MemberSpec& s, config::Member* m) {
@@ -93,6 +103,8 @@ void applySpec(const MemberSpec& s, config::Member* m) {
   m->zone = s.zone;
   m->fault_domain = s.fault_domain;
   m->weight = s.weight;
+  m->version = s.version;
+  m->scale_in_protected = s.scale_in_protected;
 }
 
 // "weight 1 -> 5, address 10.0.0.1:80 -> 10.0.0.2:80"
@@ -107,6 +119,9 @@ std::string describeChange(const MemberSpec& from, const MemberSpec& to) {
   add("zone", "\"" + from.zone + "\"", "\"" + to.zone + "\"");
   add("fault_domain", std::to_string(from.fault_domain), std::to_string(to.fault_domain));
   add("weight", std::to_string(from.weight), std::to_string(to.weight));
+  add("version", "\"" + from.version + "\"", "\"" + to.version + "\"");
+  add("protected", from.scale_in_protected ? "true" : "false",
+      to.scale_in_protected ? "true" : "false");
   return out;
 }
 
@@ -126,8 +141,10 @@ void resetEndpointState(MemberRecord& m, MonoTime now) {
   m.ready_since = now;
 }
 
+// A new address is another endpoint; a new version is another program on it (a rolling
+// upgrade restarted it): either way the member must pass its probes again before traffic.
 void setSpec(MemberRecord& m, const config::Member& spec, MonoTime now) {
-  bool moved = m.spec.address != spec.address;
+  bool moved = m.spec.address != spec.address || m.spec.version != spec.version;
   m.spec = spec;
   if (moved) resetEndpointState(m, now);
 }
@@ -149,11 +166,14 @@ uint64_t inFlight(const MemberRecord& m) {
 }
 
 Json specJson(const std::string& id, const MemberSpec& s) {
-  return Json{{"id", id},
-              {"address", s.address.toString()},
-              {"zone", s.zone},
-              {"fault_domain", s.fault_domain},
-              {"weight", s.weight}};
+  Json j{{"id", id},
+         {"address", s.address.toString()},
+         {"zone", s.zone},
+         {"fault_domain", s.fault_domain},
+         {"weight", s.weight}};
+  if (!s.version.empty()) j["version"] = s.version;
+  if (s.scale_in_protected) j["protected"] = true;
+  return j;
 }
 
 // Reads one state-file entry: a JSON object with known keys. Errors name the entry's path.
@@ -195,6 +215,14 @@ class StateReader {
     if (auto z = obj.find("zone"); z != obj.end()) {
       if (!z->is_string()) return bad(where + ".zone", "must be a string");
       spec->zone = z->get_ref<const std::string&>();
+    }
+    if (auto v = obj.find("version"); v != obj.end()) {
+      if (!v->is_string()) return bad(where + ".version", "must be a string");
+      spec->version = v->get_ref<const std::string&>();
+    }
+    if (auto v = obj.find("protected"); v != obj.end()) {
+      if (!v->is_boolean()) return bad(where + ".protected", "must be true or false");
+      spec->scale_in_protected = v->get<bool>();
     }
     for (auto [key, field] :
          {std::pair<const char*, uint32_t*>{"fault_domain", &spec->fault_domain},
@@ -445,6 +473,9 @@ void PoolRegistry::applyConfig(std::shared_ptr<const config::Config> cfg) {
     if (prev != old.end()) {
       rec.stats = prev->stats;
       rec.ejections_total = prev->ejections_total;
+      rec.model_version = prev->model_version;
+      rec.model_known = prev->model_known;
+      rec.upgrade_version = prev->upgrade_version;
       members = std::move(prev->members);
       prev->name.clear();  // taken
     } else {
@@ -460,6 +491,10 @@ void PoolRegistry::applyConfig(std::shared_ptr<const config::Config> cfg) {
       }
     }
     rec.members = mergeMembers(name, pool, std::move(members), loaded, "from the config file");
+    if (!rec.model_known && !pool.members.empty()) {
+      rec.model_version = pool.members.front().version;
+      rec.model_known = true;
+    }
     pools_.push_back(std::move(rec));
   }
   for (const PoolRecord& p : old) {
@@ -485,6 +520,19 @@ Result<bool> PoolRegistry::upsertMember(const std::string& pool, const std::stri
   PoolRecord* p = findPool(pool);
   if (p == nullptr) return notFound("pool " + quote(pool) + " not found");
   SG_RETURN_IF_ERROR(validateMember(id, spec));
+  SG_RETURN_IF_ERROR(checkUniform(*p, id, spec));
+  if (p->cfg->mode == config::PoolMode::kUniform && !p->model_known) {
+    // The pool's version is settled by its first member (or what the members loaded from the
+    // state file run), so a rolling upgrade's mixed pool has one model to compare with.
+    p->model_version = spec.version;
+    for (const MemberRecord& m : p->members) {
+      if (m.spec.id != id) {
+        p->model_version = m.spec.version;
+        break;
+      }
+    }
+    p->model_known = true;
+  }
   for (const MemberRecord& m : p->members) {
     if (m.spec.id != id && m.spec.address == spec.address) {
       return Status(StatusCode::kAlreadyExists, "address " + spec.address.toString() +
@@ -538,6 +586,58 @@ Result<bool> PoolRegistry::upsertMember(const std::string& pool, const std::stri
   return true;
 }
 
+Status PoolRegistry::checkUniform(const PoolRecord& p, const std::string& id,
+                                  const MemberSpec& spec) const {
+  if (p.cfg->mode != config::PoolMode::kUniform) return Status::ok();
+  // The pool's model: what its other members share (the loader keeps config members uniform).
+  // Weight 0 takes a member out of traffic; it says nothing of its size, so it is allowed
+  // and such members do not set the pool's weight.
+  const MemberRecord* other = nullptr;
+  const MemberRecord* sized = nullptr;
+  for (const MemberRecord& m : p.members) {
+    if (m.spec.id == id) continue;
+    if (other == nullptr) other = &m;
+    if (sized == nullptr && m.spec.weight != 0) sized = &m;
+  }
+  if (other == nullptr) return Status::ok();
+  if (spec.weight != 0 && sized != nullptr && spec.weight != sized->spec.weight) {
+    other = sized;
+    return invalidArgument("pool " + quote(p.name) + " is uniform: every member has weight " +
+                           std::to_string(other->spec.weight) + ", and member " + quote(id) +
+                           " asks for " + std::to_string(spec.weight) +
+                           " (use mode: flexible to mix instance sizes)");
+  }
+  const std::string& model = p.model_known ? p.model_version : other->spec.version;
+  bool version_ok = spec.version == model ||
+                    (!p.upgrade_version.empty() && spec.version == p.upgrade_version);
+  if (!version_ok) {
+    return invalidArgument("pool " + quote(p.name) + " is uniform: its members run version " +
+                           quote(model) +
+                           (p.upgrade_version.empty()
+                                ? std::string()
+                                : " (or " + quote(p.upgrade_version) + " during the upgrade)") +
+                           ", and member " + quote(id) + " has version " + quote(spec.version) +
+                           " (roll versions out with an upgrade, or use mode: flexible)");
+  }
+  return Status::ok();
+}
+
+void PoolRegistry::setUpgradeVersion(const std::string& pool, const std::string& version) {
+  PoolRecord* p = findPool(pool);
+  if (p == nullptr) return;
+  p->upgrade_version = version;
+}
+
+void PoolRegistry::finishUpgrade(const std::string& pool) {
+  PoolRecord* p = findPool(pool);
+  if (p == nullptr) return;
+  if (!p->upgrade_version.empty()) {
+    p->model_version = p->upgrade_version;
+    p->model_known = true;
+  }
+  p->upgrade_version.clear();
+}
+
 Status PoolRegistry::removeMember(const std::string& pool, const std::string& id) {
   PoolRecord* p = findPool(pool);
   if (p == nullptr) return notFound("pool " + quote(pool) + " not found");
@@ -574,6 +674,21 @@ Status PoolRegistry::drainMember(const std::string& pool, const std::string& id,
   addEvent("drain_started", pool, id,
            std::to_string(inFlight(*m)) + " request(s) in flight, deadline in " +
                std::to_string(toMillis(t)) + "ms");
+  ++version_;
+  ++persist_version_;
+  return Status::ok();
+}
+
+Status PoolRegistry::undrainMember(const std::string& pool, const std::string& id,
+                                   const std::string& why) {
+  PoolRecord* p = findPool(pool);
+  if (p == nullptr) return notFound("pool " + quote(pool) + " not found");
+  MemberRecord* m = p->find(id);
+  if (m == nullptr) return notFound("member " + quote(id) + " not found in pool " + quote(pool));
+  if (m->drain == DrainState::kNone) return Status::ok();
+  m->drain = DrainState::kNone;
+  m->ready_since = clock_.now();  // back to traffic: slow start ramps it again
+  addEvent("undrained", pool, id, why);
   ++version_;
   ++persist_version_;
   return Status::ok();
@@ -728,7 +843,8 @@ Status PoolRegistry::parseState(const std::string& path, const std::string& text
       MemberSpec spec;
       SG_RETURN_IF_ERROR(
           r.member(m, mw, &id, &spec,
-                   {"id", "address", "zone", "fault_domain", "weight", "drain", "added_at_ms"}));
+                   {"id", "address", "zone", "fault_domain", "weight", "version", "protected",
+                    "drain", "added_at_ms"}));
       if (!ids.insert(id).second) return r.bad(mw, "duplicate member id " + quote(id));
       if (!addresses.insert(spec.address.toString()).second) {
         return r.bad(mw, "duplicate address " + spec.address.toString());
@@ -760,7 +876,8 @@ Status PoolRegistry::parseState(const std::string& path, const std::string& text
       std::string id;
       MemberSpec spec;
       SG_RETURN_IF_ERROR(r.member((*overrides_json)[i], ow, &id, &spec,
-                                  {"id", "address", "zone", "fault_domain", "weight"}));
+                                  {"id", "address", "zone", "fault_domain", "weight", "version",
+                                   "protected"}));
       if (ids.count(id) != 0 || !ov.emplace(id, spec).second) {
         return r.bad(ow, "member " + quote(id) + " appears twice");
       }

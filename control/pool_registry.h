@@ -87,6 +87,12 @@ struct PoolRecord {
                                       // the order they were added
   std::shared_ptr<l7proxy::PoolStats> stats;
   uint64_t ejections_total = 0;
+  // Uniform pools: the version every member runs (from the config members or the first member
+  // registered; an upgrade's end replaces it), and the version a running rolling upgrade rolls
+  // out, which members may also have until it ends.
+  std::string model_version;
+  bool model_known = false;  // false: the model is whatever the other members run
+  std::string upgrade_version;
 
   // By id. O(1) on average: an index over `members` is rebuilt lazily whenever the vector
   // was changed (its size, storage or the entry found no longer match); ids the index does
@@ -118,6 +124,8 @@ struct MemberSpec {
   std::string zone;
   uint32_t fault_domain = 0;
   uint32_t weight = 1;
+  std::string version;              // "" = unknown
+  bool scale_in_protected = false;  // autoscale never picks it for scale-in
 };
 
 class PoolRegistry {
@@ -171,6 +179,11 @@ class PoolRegistry {
   // upsertMember returns true when it created the member, false when it updated it.
   Result<bool> upsertMember(const std::string& pool, const std::string& id, const MemberSpec& spec);
   Status removeMember(const std::string& pool, const std::string& id);
+  // Rolling upgrades of uniform pools: while one runs, members may also run `version`;
+  // finishUpgrade() makes it the pool's version (an aborted upgrade passes the old one back
+  // through setUpgradeVersion(pool, "") instead).
+  void setUpgradeVersion(const std::string& pool, const std::string& version);
+  void finishUpgrade(const std::string& pool);
   // A PUT of a config member stores the spec as an override (kept across reloads and
   // restarts); a PUT that gives it back exactly the file's spec clears the override. A PUT of a
   // config member removed earlier brings it back at its place in the file order. A new address
@@ -181,6 +194,9 @@ class PoolRegistry {
   // the member (DELETE, then PUT to bring it back).
   Status drainMember(const std::string& pool, const std::string& id,
                      std::optional<Duration> timeout);
+  // Ends a drain (a rolling upgrade returns a batch to traffic; an aborted scale-in). `why`
+  // goes into the "undrained" event. A member that is not draining is left as it is.
+  Status undrainMember(const std::string& pool, const std::string& id, const std::string& why);
   // Advances drains: a draining member with no request in flight (stats rq_active == 0) or past
   // its deadline becomes kDrained (events "drained" / "drain_timeout"). True if anything changed.
   bool tickDrains(MonoTime now);
@@ -221,6 +237,9 @@ class PoolRegistry {
                                          std::vector<MemberRecord> old, const LoadedPool* loaded,
                                          const char* added_detail);
   Status parseState(const std::string& path, const std::string& text);
+  // Uniform pools refuse a member whose weight or version differs from the others'
+  // (kInvalidArgument naming both).
+  Status checkUniform(const PoolRecord& p, const std::string& id, const MemberSpec& spec) const;
 
   int workers_;
   const Clock& clock_;

@@ -336,7 +336,11 @@ int main(int argc, char** argv) {
     }
     Json j = Json::parse(a.body, nullptr, false);
     if (a.status < 200 || a.status >= 300) {
-      std::string msg = j.is_object() && j.contains("error") ? str(j, "error") : a.body;
+      std::string msg = a.body;
+      if (j.is_object() && j.contains("error")) {
+        const Json& e = j["error"];
+        msg = e.is_object() ? str(e, "message") : str(j, "error");
+      }
       std::fprintf(stderr, "sgctl: %s %s: HTTP %d: %s\n", method.c_str(), path.c_str(), a.status,
                    msg.c_str());
       return 1;

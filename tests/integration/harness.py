@@ -844,9 +844,11 @@ class SteadyLoad:
     """A thread sending idempotent GETs through `connections` keep-alive connections in turn,
     one at a time, until stop() or `max_requests` / `max_seconds`. Records every answer as
     (monotonic time, status, X-Backend) and every failure (exception or non-2xx) in `errors`.
-    A connection the server closes is replaced."""
+    A connection the server closes is replaced. `pause` seconds between requests make a trickle."""
 
-    def __init__(self, port, connections=3, path="/", max_requests=200000, max_seconds=60.0):
+    def __init__(self, port, connections=3, path="/", max_requests=200000, max_seconds=60.0,
+                 pause=0.0):
+        self.pause = pause
         self.port = port
         self.n_conns = connections
         self.path = path
@@ -883,6 +885,8 @@ class SteadyLoad:
                     if (r.header("connection") or "").lower() == "close":
                         conns[k].close()
                         conns[k] = None
+                    if self.pause > 0:
+                        self._stop.wait(self.pause)
                 except (OSError, AssertionError) as e:
                     with self._lock:
                         self.errors.append((time.monotonic(), "%s: %s" % (type(e).__name__, e)))

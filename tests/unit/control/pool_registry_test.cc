@@ -21,6 +21,7 @@ constexpr char kBase[] = R"(listeners:
   - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
 pools:
   web:
+    mode: flexible
     drain_timeout: 10s
     members:
       - { id: vm-0, address: 10.0.0.1:80, zone: "1" }
@@ -622,6 +623,79 @@ TEST_F(PoolRegistryTest, FailedSaveLeavesTheOldFile) {
   // Once the way is clear the new state is written.
   ASSERT_TRUE(reg_.saveState(path).isOk());
   EXPECT_NE(readFile(path).find("api-2"), std::string::npos);
+}
+
+TEST_F(PoolRegistryTest, UniformPoolsRefuseMembersThatDiffer) {
+  reg_.applyConfig(configFrom(R"(listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools:
+  web:
+    mode: uniform
+    members:
+      - { id: vm-0, address: 10.0.0.1:80, weight: 2, version: v1 }
+)"));
+  MemberSpec s = spec("10.0.0.2:80", 2);
+  s.version = "v1";
+  EXPECT_TRUE(reg_.upsertMember("web", "vm-1", s).isOk());
+  s.weight = 3;
+  Result<bool> r = reg_.upsertMember("web", "vm-2", spec("10.0.0.3:80", 3));
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("uniform"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("weight 2"), std::string::npos) << r.status().message();
+  MemberSpec v2 = spec("10.0.0.3:80", 2);
+  v2.version = "v2";
+  r = reg_.upsertMember("web", "vm-2", v2);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().message().find("\"v1\""), std::string::npos) << r.status().message();
+  // During a rolling upgrade the new version is allowed too; at its end it is the pool's.
+  reg_.setUpgradeVersion("web", "v2");
+  EXPECT_TRUE(reg_.upsertMember("web", "vm-2", v2).isOk());
+  reg_.finishUpgrade("web");
+  EXPECT_EQ(reg_.findPool("web")->model_version, "v2");
+  MemberSpec v1 = spec("10.0.0.4:80", 2);
+  v1.version = "v1";
+  EXPECT_FALSE(reg_.upsertMember("web", "vm-3", v1).isOk());
+}
+
+TEST_F(PoolRegistryTest, VersionChangeMeansProbesAgainAndProtectionPersists) {
+  reg_.applyConfig(configFrom(kBase));
+  MemberSpec s = spec("10.0.0.7:80", 1);
+  s.version = "v1";
+  s.scale_in_protected = true;
+  ASSERT_TRUE(reg_.upsertMember("web", "vm-7", s).isOk());
+  MemberRecord* m = reg_.findPool("web")->find("vm-7");
+  m->health = HealthState::kHealthy;
+  s.version = "v2";
+  ASSERT_TRUE(reg_.upsertMember("web", "vm-7", s).isOk());
+  m = reg_.findPool("web")->find("vm-7");
+  EXPECT_EQ(m->health, HealthState::kUnknown);  // another program: probe it again
+  EXPECT_TRUE(m->spec.scale_in_protected);
+  TempDir dir;
+  const std::string path = dir.path() + "/state.json";
+  ASSERT_TRUE(reg_.saveState(path).isOk());
+  PoolRegistry next(2, clock_);
+  ASSERT_TRUE(next.loadState(path).isOk());
+  next.applyConfig(configFrom(kBase));
+  const MemberRecord* back = next.findPool("web")->find("vm-7");
+  ASSERT_NE(back, nullptr);
+  EXPECT_EQ(back->spec.version, "v2");
+  EXPECT_TRUE(back->spec.scale_in_protected);
+}
+
+TEST_F(PoolRegistryTest, UndrainReturnsAMemberToTraffic) {
+  reg_.applyConfig(configFrom(kBase));
+  ASSERT_TRUE(reg_.drainMember("web", "vm-0", std::nullopt).isOk());
+  reg_.tickDrains(clock_.now());
+  ASSERT_EQ(reg_.findPool("web")->find("vm-0")->drain, DrainState::kDrained);
+  clock_.advance(5s);
+  uint64_t v = reg_.version();
+  ASSERT_TRUE(reg_.undrainMember("web", "vm-0", "upgraded").isOk());
+  EXPECT_EQ(reg_.findPool("web")->find("vm-0")->drain, DrainState::kNone);
+  EXPECT_EQ(reg_.findPool("web")->find("vm-0")->ready_since, clock_.now());
+  EXPECT_GT(reg_.version(), v);
+  EXPECT_TRUE(hasEvent(reg_, "undrained", "vm-0"));
+  EXPECT_EQ(reg_.undrainMember("web", "nope", "").code(), StatusCode::kNotFound);
 }
 
 TEST(StateFilePath, NextToTheConfigUnlessSet) {
