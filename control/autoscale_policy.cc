@@ -420,6 +420,13 @@ ScaleDecision Autoscaler::evaluate(const config::AutoscaleConfig& cfg,
       d.cause = DecisionCause::kTarget;
       fromTarget();
     }
+    if (in && std::max(*in, p.min) >= current) {
+      in.reset();  // already at the minimum: nothing to remove
+      d.cause = DecisionCause::kNone;
+      d.rule_index = -1;
+      d.rule_text.clear();
+      d.metric_value.reset();
+    }
     if (in) {
       uint32_t intended = std::max(*in, p.min);
       // 5. Flapping protection: the smallest N' in [intended, current) at which no out-rule's

@@ -10,6 +10,11 @@ PoolMetricStore::PoolMetricStore(Duration retention, size_t max_metrics)
           1, std::chrono::duration_cast<std::chrono::seconds>(retention).count()))),
       max_metrics_(max_metrics) {}
 
+size_t PoolMetricStore::slotOf(int64_t second) const {
+  auto n = static_cast<int64_t>(retention_);
+  return static_cast<size_t>(((second % n) + n) % n);
+}
+
 int64_t PoolMetricStore::unixSecond(WallTime t) {
   return std::chrono::floor<std::chrono::seconds>(t.time_since_epoch()).count();
 }
@@ -49,9 +54,7 @@ Status PoolMetricStore::record(std::string_view metric, int64_t unix_second,
     return Status::ok();
   }
   s.newest = std::max(s.newest, unix_second);
-  auto index = static_cast<size_t>(
-      ((unix_second % static_cast<int64_t>(retention_)) + static_cast<int64_t>(retention_)) %
-      static_cast<int64_t>(retention_));
+  size_t index = slotOf(unix_second);
   Slot& slot = s.slots[index];
   if (slot.second != unix_second) slot = Slot{unix_second, 0, 0, 0, 0, values[0], values[0]};
   for (size_t i = 0; i < values.size(); ++i) {
@@ -104,9 +107,7 @@ std::optional<double> PoolMetricStore::query(std::string_view metric,
   size_t n = 0;
   double total = 0, lo = 0, hi = 0, last = 0;
   for (int64_t t = now_second - secs + 1; t <= now_second; ++t) {
-    auto index = static_cast<size_t>(
-        ((t % static_cast<int64_t>(retention_)) + static_cast<int64_t>(retention_)) %
-        static_cast<int64_t>(retention_));
+    size_t index = slotOf(t);
     const Slot& slot = s->slots[index];
     if (slot.second != t || slot.count == 0) continue;
     double v = statisticOf(slot, statistic);
@@ -146,9 +147,7 @@ std::vector<MetricPoint> PoolMetricStore::points(std::string_view metric, Durati
   auto secs = std::chrono::ceil<std::chrono::seconds>(window).count();
   secs = std::clamp<int64_t>(secs, 1, static_cast<int64_t>(retention_));
   for (int64_t t = now_second - secs + 1; t <= now_second; ++t) {
-    auto index = static_cast<size_t>(
-        ((t % static_cast<int64_t>(retention_)) + static_cast<int64_t>(retention_)) %
-        static_cast<int64_t>(retention_));
+    size_t index = slotOf(t);
     const Slot& slot = s->slots[index];
     if (slot.second != t || slot.count == 0) continue;
     out.push_back(MetricPoint{t, slot.count, statisticOf(slot, config::MetricStatistic::kAvg),

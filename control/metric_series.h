@@ -99,6 +99,7 @@ class PoolMetricStore {
   };
 
   const Series* find(std::string_view metric) const;
+  size_t slotOf(int64_t second) const;
   static double statisticOf(const Slot& s, config::MetricStatistic statistic);
 
   size_t retention_;

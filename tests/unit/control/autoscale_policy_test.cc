@@ -245,6 +245,11 @@ TEST_F(AutoscalePolicy, MinMaxClamping) {
   auto in = pool(3, 10, 3, {rule("cpu", CompareOp::kLt, 60, Kind::kDecrease, 5)});
   d = scaler.evaluate(in, quiet, 5, clock.wallNow(), clock.now());
   EXPECT_EQ(d.new_capacity, 3u);
+  // At min already: no change and no flapping event.
+  d = scaler.evaluate(in, quiet, 3, clock.wallNow(), clock.now());
+  EXPECT_FALSE(d.changed);
+  EXPECT_TRUE(d.flapping.empty());
+  EXPECT_EQ(d.cause, DecisionCause::kNone);
 }
 
 TEST_F(AutoscalePolicy, DefaultCapacityWhenMetricsAreMissingOnlyRaises) {
