@@ -3,8 +3,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -38,6 +40,11 @@ constexpr uint32_t kMaxRiseFall = 100;
 constexpr uint32_t kMaxFaultDomain = 255;
 constexpr uint32_t kMaxWeight = 1000000;
 constexpr uint32_t kMaxCapacity = 1000;
+constexpr uint32_t kMaxProfiles = 20;         // Azure: 1..20 profiles per setting
+constexpr uint32_t kMaxRulesPerProfile = 10;  // Azure: up to 10 rules per profile
+constexpr uint32_t kMaxScalerAttempts = 100;
+constexpr uint32_t kMaxRepairFailures = 100;
+constexpr uint32_t kMaxZones = 16;
 constexpr uint64_t kMinAdminBodyBytes = 1024;
 constexpr uint64_t kMaxAdminBodyBytes = 16 * 1024 * 1024;
 constexpr uint32_t kMaxOutlierFailures = 1000;
@@ -77,14 +84,22 @@ constexpr EnumName<bool> kInitialStates[] = {{"healthy", true}, {"unhealthy", fa
 constexpr EnumName<MetricStatistic> kStatistics[] = {{"avg", MetricStatistic::kAvg},
                                                      {"min", MetricStatistic::kMin},
                                                      {"max", MetricStatistic::kMax},
-                                                     {"sum", MetricStatistic::kSum}};
-constexpr EnumName<TimeAggregation> kAggregations[] = {{"avg", TimeAggregation::kAvg},
-                                                       {"min", TimeAggregation::kMin},
-                                                       {"max", TimeAggregation::kMax},
-                                                       {"total", TimeAggregation::kTotal},
-                                                       {"last", TimeAggregation::kLast}};
-constexpr EnumName<CompareOp> kCompareOps[] = {
-    {">", CompareOp::kGt}, {">=", CompareOp::kGe}, {"<", CompareOp::kLt}, {"<=", CompareOp::kLe}};
+                                                     {"sum", MetricStatistic::kSum},
+                                                     {"count", MetricStatistic::kCount}};
+constexpr EnumName<TimeAggregation> kAggregations[] = {
+    {"avg", TimeAggregation::kAvg},     {"min", TimeAggregation::kMin},
+    {"max", TimeAggregation::kMax},     {"total", TimeAggregation::kTotal},
+    {"count", TimeAggregation::kCount}, {"last", TimeAggregation::kLast}};
+constexpr EnumName<CompareOp> kCompareOps[] = {{">", CompareOp::kGt},  {">=", CompareOp::kGe},
+                                               {"<", CompareOp::kLt},  {"<=", CompareOp::kLe},
+                                               {"==", CompareOp::kEq}, {"!=", CompareOp::kNe}};
+constexpr EnumName<ScaleDirection> kDirections[] = {{"out", ScaleDirection::kOut},
+                                                    {"in", ScaleDirection::kIn}};
+constexpr EnumName<ScalerFormat> kScalerFormats[] = {{"scalegate", ScalerFormat::kScalegate},
+                                                     {"azure", ScalerFormat::kAzure}};
+constexpr std::string_view kWeekdays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+constexpr std::string_view kWeekdaysLong[] = {"sunday",   "monday", "tuesday", "wednesday",
+                                              "thursday", "friday", "saturday"};
 constexpr EnumName<RepairAction> kRepairActions[] = {{"replace", RepairAction::kReplace},
                                                      {"restart", RepairAction::kRestart},
                                                      {"reimage", RepairAction::kReimage}};
@@ -313,9 +328,22 @@ class Loader {
   void loadLowHealth(const Entry& e, LowHealthPolicy* out);
   void loadExpect(const Entry& e, std::vector<StatusRange>* out);
   void loadMember(const Entry& e, Member* out);
-  void loadAutoscale(const Entry& e, AutoscaleConfig* out);
-  void loadScaleRule(const Entry& e, const AutoscaleConfig& autoscale, ScaleRule* out);
-  void loadScaleAction(const Entry& e, const AutoscaleConfig& autoscale, ScaleAction* out);
+  void loadAutoscale(const Entry& e, const Pool& pool, AutoscaleConfig* out);
+  bool loadCapacity(const Entry& e, uint32_t* min, uint32_t* max, uint32_t* def);
+  void loadRules(const Entry& e, uint32_t min, uint32_t max, std::vector<ScaleRule>* out);
+  void loadScaleRule(const Entry& e, uint32_t min, uint32_t max, ScaleRule* out);
+  void loadScaleAction(const Entry& e, uint32_t min, uint32_t max, ScaleAction* out);
+  void loadTarget(const Entry& e, std::optional<TargetTracking>* out);
+  void loadProfile(const Entry& e, AutoscaleProfile* out);
+  void loadSchedule(const Entry& e, ProfileSchedule* out);
+  void loadScaler(const Entry& e, ScalerEndpoint* out);
+  void loadRepair(const Entry& e, RepairPolicy* out);
+  void loadUpgrade(const Entry& e, UpgradeDefaults* out);
+  bool readCountOrPercent(const Entry& e, CountOrPercent* out);
+  bool readClock(const Entry& e, uint32_t max_minute, uint32_t* out);
+  bool readUtcOffset(const Entry& e, int32_t* out_minutes);
+  bool readTimestamp(const Entry& e, WallTime* out);
+  void checkUniformMembers(const Entry& members, const Pool& pool);
   void checkListeners(const Config& config);
 
   void error(const Entry& e, std::string message) { error(e.line, e.path, std::move(message)); }
@@ -877,7 +905,32 @@ void Loader::loadPool(const Entry& e, Pool* out) {
       out->members.push_back(std::move(member));
     }
   }
-  if (const Entry* x = f.get("autoscale")) loadAutoscale(*x, &out->autoscale);
+  if (const Entry* x = f.get("members")) {
+    if (out->mode == PoolMode::kUniform) checkUniformMembers(*x, *out);
+  }
+  if (const Entry* x = f.get("autoscale")) loadAutoscale(*x, *out, &out->autoscale);
+}
+
+// Uniform pools (Azure Uniform orchestration): one weight and one version for every member.
+void Loader::checkUniformMembers(const Entry& members, const Pool& pool) {
+  if (pool.members.size() < 2) return;
+  const Member& first = pool.members.front();
+  for (size_t i = 1; i < pool.members.size(); ++i) {
+    const Member& m = pool.members[i];
+    std::string path = members.path + "[" + std::to_string(i) + "]";
+    if (m.weight != first.weight) {
+      error(m.where.line, path + ".weight",
+            "member " + quoted(m.id) + " has weight " + std::to_string(m.weight) + " but " +
+                quoted(first.id) + " has " + std::to_string(first.weight) +
+                ": every member of a uniform pool has the same weight (use mode: flexible)");
+    }
+    if (m.version != first.version) {
+      error(m.where.line, path + ".version",
+            "member " + quoted(m.id) + " has version " + quoted(m.version) + " but " +
+                quoted(first.id) + " has " + quoted(first.version) +
+                ": every member of a uniform pool runs the same version (use mode: flexible)");
+    }
+  }
 }
 
 void Loader::loadHash(const Entry& e, HashKey* out) {
@@ -1059,7 +1112,8 @@ void Loader::loadExpect(const Entry& e, std::vector<StatusRange>* out) {
 
 void Loader::loadMember(const Entry& e, Member* out) {
   out->where = where(e);
-  Fields f = fieldsOf(e, {"id", "address", "zone", "fault_domain", "weight"});
+  Fields f =
+      fieldsOf(e, {"id", "address", "zone", "fault_domain", "weight", "version", "protected"});
   if (!f.ok) return;
   if (const Entry* x = f.get("id")) {
     readName(*x, &out->id);
@@ -1084,110 +1138,443 @@ void Loader::loadMember(const Entry& e, Member* out) {
     readUint32(*x, 0, kMaxFaultDomain, &out->fault_domain);
   }
   if (const Entry* x = f.get("weight")) readUint32(*x, 0, kMaxWeight, &out->weight);
-}
-
-void Loader::loadAutoscale(const Entry& e, AutoscaleConfig* out) {
-  Fields f = fieldsOf(e, {"capacity", "scaler", "rules", "target", "repair", "scale_in"});
-  if (!f.ok) return;
-  out->enabled = true;
-  if (const Entry* x = f.get("capacity")) {
-    Fields c = fieldsOf(*x, {"min", "max", "default"});
-    bool ok = c.ok;
-    if (const Entry* y = c.get("min")) ok &= readUint32(*y, 0, kMaxCapacity, &out->min);
-    if (const Entry* y = c.get("max")) ok &= readUint32(*y, 1, kMaxCapacity, &out->max);
-    if (const Entry* y = c.get("default")) {
-      ok &= readUint32(*y, 0, kMaxCapacity, &out->default_capacity);
-    }
-    if (ok && !(out->min <= out->default_capacity && out->default_capacity <= out->max)) {
-      error(x->key_line, x->path,
-            "need min <= default <= max, got min " + std::to_string(out->min) + ", default " +
-                std::to_string(out->default_capacity) + ", max " + std::to_string(out->max));
+  if (const Entry* x = f.get("version")) {
+    std::string v;
+    if (readString(*x, &v)) {
+      if (hasSpaceOrControl(v) || v.size() > 128) {
+        error(*x, "bad version " + quoted(v) + ": at most 128 characters, no spaces");
+      } else {
+        out->version = std::move(v);
+      }
     }
   }
-  if (const Entry* x = f.get("scaler")) {
-    Fields s = fieldsOf(*x, {"url", "secret_file"});
-    if (const Entry* y = s.get("url")) {
-      std::string url;
-      if (readString(*y, &url)) {
-        std::string_view rest = url;
-        bool scheme = false;
-        for (std::string_view prefix : {"http://", "https://"}) {
-          if (rest.substr(0, prefix.size()) == prefix) {
-            rest.remove_prefix(prefix.size());
-            scheme = true;
-            break;
-          }
-        }
-        std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-        std::string_view host;
-        uint16_t port = 0;
-        if (!scheme || hasSpaceOrControl(url) || !splitHostPort(authority, &host, &port)) {
-          error(*y, "bad url " + quoted(url) +
-                        ": expected http:// or https:// and a host, such as "
-                        "http://127.0.0.1:9800/hooks");
-        } else {
-          out->scaler_url = url;
-        }
+  if (const Entry* x = f.get("protected")) readBool(*x, &out->scale_in_protected);
+}
+
+void Loader::loadAutoscale(const Entry& e, const Pool& pool, AutoscaleConfig* out) {
+  Fields f = fieldsOf(e, {"evaluation_interval", "capacity", "scaler", "rules", "target",
+                          "profiles", "repair", "scale_in", "zones", "upgrade"});
+  if (!f.ok) return;
+  out->enabled = true;
+  if (const Entry* x = f.get("evaluation_interval")) {
+    Duration d{};
+    if (readDuration(*x, false, &d)) {
+      if (d < 1s || d > 1h) {
+        error(*x, "must be between 1s and 1h, got " + quoted(x->value.Scalar()));
+      } else {
+        out->evaluation_interval = d;
       }
-    } else if (s.ok) {
-      missing(*x, "url", "where scale webhooks are sent");
     }
-    if (const Entry* y = s.get("secret_file")) readString(*y, &out->secret_file);
+  }
+  if (const Entry* x = f.get("capacity")) {
+    loadCapacity(*x, &out->min, &out->max, &out->default_capacity);
+  }
+  if (const Entry* x = f.get("scaler")) {
+    loadScaler(*x, &out->scaler);
   } else {
     missing(e, "scaler", "autoscale sends its decisions to a scaler: set scaler.url");
   }
-  if (const Entry* x = f.get("rules")) {
-    for (const Entry& r : itemsOf(*x, "rules")) {
-      ScaleRule rule;
-      loadScaleRule(r, *out, &rule);
-      out->rules.push_back(std::move(rule));
+  if (const Entry* x = f.get("rules")) loadRules(*x, out->min, out->max, &out->rules);
+  if (const Entry* x = f.get("target")) loadTarget(*x, &out->target);
+  if (const Entry* x = f.get("profiles")) {
+    std::vector<Entry> items = itemsOf(*x, "profiles");
+    if (items.size() > kMaxProfiles) {
+      error(*x, "at most " + std::to_string(kMaxProfiles) + " profiles, got " +
+                    std::to_string(items.size()));
     }
-  }
-  if (const Entry* x = f.get("target")) {
-    Fields t = fieldsOf(*x, {"metric", "value"});
-    if (t.ok) {
-      std::string metric;
-      double value = 0;
-      bool ok = true;
-      if (const Entry* y = t.get("metric")) {
-        ok &= readName(*y, &metric);
-      } else {
-        missing(*x, "metric", "the metric to hold at value, such as cpu");
-        ok = false;
-      }
-      if (const Entry* y = t.get("value")) {
-        if (readDouble(*y, &value)) {
-          if (value <= 0) {
-            error(*y, "must be greater than 0");
-            ok = false;
-          }
-        } else {
-          ok = false;
+    std::unordered_map<std::string, int> names;
+    for (const Entry& p : items) {
+      AutoscaleProfile profile;
+      loadProfile(p, &profile);
+      if (!profile.name.empty()) {
+        auto [it, inserted] = names.emplace(profile.name, p.line);
+        if (!inserted || profile.name == "default") {
+          error(p.line, p.path + ".name",
+                inserted ? std::string("\"default\" is the name of the top-level profile")
+                         : "duplicate profile name " + quoted(profile.name) + " (first at line " +
+                               std::to_string(it->second) + ")");
         }
-      } else {
-        missing(*x, "value", "the per-member level to hold the metric at");
-        ok = false;
       }
-      if (ok) out->target = std::make_pair(metric, value);
+      out->profiles.push_back(std::move(profile));
     }
   }
-  if (const Entry* x = f.get("repair")) {
-    Fields r = fieldsOf(*x, {"grace", "action"});
-    if (r.ok) out->repair_enabled = true;
-    if (const Entry* y = r.get("grace")) readDuration(*y, true, &out->repair_grace);
-    if (const Entry* y = r.get("action")) readEnum(*y, kRepairActions, &out->repair_action);
-  }
+  if (const Entry* x = f.get("repair")) loadRepair(*x, &out->repair);
   if (const Entry* x = f.get("scale_in")) {
-    Fields s = fieldsOf(*x, {"policy", "drain"});
-    if (const Entry* y = s.get("policy")) readEnum(*y, kScaleInPolicies, &out->scale_in_policy);
-    if (const Entry* y = s.get("drain")) readDuration(*y, true, &out->scale_in_drain);
+    Fields s = fieldsOf(*x, {"policy", "drain", "prioritize_unhealthy"});
+    if (const Entry* y = s.get("policy")) readEnum(*y, kScaleInPolicies, &out->scale_in.policy);
+    if (const Entry* y = s.get("drain")) readDuration(*y, true, &out->scale_in.drain);
+    if (const Entry* y = s.get("prioritize_unhealthy")) {
+      readBool(*y, &out->scale_in.prioritize_unhealthy);
+    }
+  }
+  if (const Entry* x = f.get("zones")) {
+    std::vector<Entry> items = itemsOf(*x, "zones");
+    if (items.size() > kMaxZones) {
+      error(*x,
+            "at most " + std::to_string(kMaxZones) + " zones, got " + std::to_string(items.size()));
+    }
+    for (const Entry& z : items) {
+      std::string zone;
+      if (!readString(z, &zone)) continue;
+      if (zone.empty() || hasSpaceOrControl(zone) || zone.size() > 64) {
+        error(z, "bad zone " + quoted(zone) + ": 1..64 characters, no spaces");
+      } else if (std::find(out->zones.begin(), out->zones.end(), zone) != out->zones.end()) {
+        error(z, "duplicate zone " + quoted(zone));
+      } else {
+        out->zones.push_back(std::move(zone));
+      }
+    }
+    if (!out->zones.empty()) {
+      for (size_t i = 0; i < pool.members.size(); ++i) {
+        const Member& m = pool.members[i];
+        if (std::find(out->zones.begin(), out->zones.end(), m.zone) == out->zones.end()) {
+          error(m.where.line, "pools." + pool.name + ".members[" + std::to_string(i) + "].zone",
+                "zone " + quoted(m.zone) + " of member " + quoted(m.id) +
+                    " is not one of autoscale.zones");
+        }
+      }
+    }
+  }
+  if (const Entry* x = f.get("upgrade")) loadUpgrade(*x, &out->upgrade);
+}
+
+bool Loader::loadCapacity(const Entry& e, uint32_t* min, uint32_t* max, uint32_t* def) {
+  Fields c = fieldsOf(e, {"min", "max", "default"});
+  bool ok = c.ok;
+  if (const Entry* y = c.get("min")) ok &= readUint32(*y, 0, kMaxCapacity, min);
+  if (const Entry* y = c.get("max")) ok &= readUint32(*y, 1, kMaxCapacity, max);
+  if (const Entry* y = c.get("default")) ok &= readUint32(*y, 0, kMaxCapacity, def);
+  if (ok && !(*min <= *def && *def <= *max)) {
+    error(e.key_line, e.path,
+          "need min <= default <= max, got min " + std::to_string(*min) + ", default " +
+              std::to_string(*def) + ", max " + std::to_string(*max));
+    ok = false;
+  }
+  return ok;
+}
+
+void Loader::loadRules(const Entry& e, uint32_t min, uint32_t max, std::vector<ScaleRule>* out) {
+  std::vector<Entry> items = itemsOf(e, "rules");
+  if (items.size() > kMaxRulesPerProfile) {
+    error(e, "at most " + std::to_string(kMaxRulesPerProfile) + " rules per profile, got " +
+                 std::to_string(items.size()));
+  }
+  for (const Entry& r : items) {
+    ScaleRule rule;
+    loadScaleRule(r, min, max, &rule);
+    out->push_back(std::move(rule));
   }
 }
 
-void Loader::loadScaleRule(const Entry& e, const AutoscaleConfig& autoscale, ScaleRule* out) {
+void Loader::loadScaler(const Entry& e, ScalerEndpoint* out) {
+  Fields s =
+      fieldsOf(e, {"url", "secret_file", "format", "timeout", "max_attempts", "max_backoff"});
+  if (const Entry* y = s.get("url")) {
+    std::string url;
+    if (readString(*y, &url)) {
+      std::string_view rest = url;
+      bool scheme = false;
+      for (std::string_view prefix : {"http://", "https://"}) {
+        if (rest.substr(0, prefix.size()) == prefix) {
+          rest.remove_prefix(prefix.size());
+          scheme = true;
+          break;
+        }
+      }
+      std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+      std::string_view host;
+      uint16_t port = 0;
+      if (!scheme || hasSpaceOrControl(url) || !splitHostPort(authority, &host, &port)) {
+        error(*y, "bad url " + quoted(url) +
+                      ": expected http:// or https:// and a host, such as "
+                      "http://127.0.0.1:9800/hooks");
+      } else {
+        out->url = url;
+      }
+    }
+  } else if (s.ok) {
+    missing(e, "url", "where scale webhooks are sent");
+  }
+  if (const Entry* y = s.get("secret_file")) readString(*y, &out->secret_file);
+  if (const Entry* y = s.get("format")) readEnum(*y, kScalerFormats, &out->format);
+  if (const Entry* y = s.get("timeout")) readDuration(*y, false, &out->timeout);
+  if (const Entry* y = s.get("max_attempts")) {
+    readUint32(*y, 1, kMaxScalerAttempts, &out->max_attempts);
+  }
+  if (const Entry* y = s.get("max_backoff")) readDuration(*y, false, &out->max_backoff);
+}
+
+void Loader::loadTarget(const Entry& e, std::optional<TargetTracking>* out) {
+  Fields t = fieldsOf(
+      e, {"metric", "value", "tolerance", "scale_down_stabilization", "statistic", "window"});
+  if (!t.ok) return;
+  TargetTracking target;
+  bool ok = true;
+  if (const Entry* y = t.get("metric")) {
+    ok &= readName(*y, &target.metric);
+  } else {
+    missing(e, "metric", "the metric to hold at value, such as cpu");
+    ok = false;
+  }
+  if (const Entry* y = t.get("value")) {
+    if (readDouble(*y, &target.value)) {
+      if (target.value <= 0) {
+        error(*y, "must be greater than 0");
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+  } else {
+    missing(e, "value", "the per-member level to hold the metric at");
+    ok = false;
+  }
+  if (const Entry* y = t.get("tolerance")) {
+    if (readDouble(*y, &target.tolerance)) {
+      if (target.tolerance < 0 || target.tolerance >= 1) {
+        error(*y, "must be in 0..1 (a fraction: 0.1 = 10%), got " + quoted(y->value.Scalar()));
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+  }
+  if (const Entry* y = t.get("scale_down_stabilization")) {
+    ok &= readDuration(*y, true, &target.scale_down_stabilization);
+  }
+  if (const Entry* y = t.get("statistic")) ok &= readEnum(*y, kStatistics, &target.statistic);
+  if (const Entry* y = t.get("window")) ok &= readDuration(*y, false, &target.window);
+  if (ok) *out = std::move(target);
+}
+
+void Loader::loadProfile(const Entry& e, AutoscaleProfile* out) {
   out->where = where(e);
-  Fields f = fieldsOf(
-      e, {"metric", "statistic", "window", "aggregation", "op", "threshold", "action", "cooldown"});
+  Fields f = fieldsOf(e, {"name", "capacity", "rules", "target", "schedule"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("name")) {
+    readName(*x, &out->name);
+  } else {
+    missing(e, "name", "every profile needs a name, such as business-hours");
+  }
+  if (const Entry* x = f.get("capacity")) {
+    loadCapacity(*x, &out->min, &out->max, &out->default_capacity);
+  } else {
+    missing(e, "capacity", "a profile sets its own min, max and default");
+  }
+  if (const Entry* x = f.get("rules")) loadRules(*x, out->min, out->max, &out->rules);
+  if (const Entry* x = f.get("target")) loadTarget(*x, &out->target);
+  if (const Entry* x = f.get("schedule")) {
+    loadSchedule(*x, &out->schedule);
+  } else {
+    missing(e, "schedule",
+            "{start, end} as RFC 3339 times, or {days, start, end, time_zone_offset}");
+  }
+}
+
+void Loader::loadSchedule(const Entry& e, ProfileSchedule* out) {
+  Fields f = fieldsOf(e, {"start", "end", "days", "time_zone_offset"});
+  if (!f.ok) return;
+  const Entry* start = f.get("start");
+  const Entry* end = f.get("end");
+  if (start == nullptr) missing(e, "start");
+  if (end == nullptr) missing(e, "end");
+  if (const Entry* days = f.get("days")) {
+    out->kind = ProfileSchedule::Kind::kWeekly;
+    std::vector<Entry> items = itemsOf(*days, "weekdays");
+    if (items.empty() && (days->value.IsNull() || days->value.IsSequence())) {
+      error(*days, "name at least one weekday, such as [Mon, Tue]");
+    }
+    for (const Entry& d : items) {
+      std::string name;
+      if (!readString(d, &name)) continue;
+      std::string l = toLower(name);
+      bool found = false;
+      for (int i = 0; i < 7; ++i) {
+        if (l == kWeekdays[i] || l == kWeekdaysLong[i]) {
+          out->days = static_cast<uint8_t>(out->days | (1u << i));
+          found = true;
+        }
+      }
+      if (!found) error(d, "bad weekday " + quoted(name) + " (expected Mon, Tue, ... Sun)");
+    }
+    bool ok = true;
+    if (start != nullptr) ok &= readClock(*start, 1439, &out->start_minute);
+    if (end != nullptr) ok &= readClock(*end, 1440, &out->end_minute);
+    if (ok && start != nullptr && end != nullptr && out->start_minute == out->end_minute) {
+      error(*end, "end equals start: the window would be empty (use \"24:00\" for midnight)");
+    }
+    if (const Entry* z = f.get("time_zone_offset")) readUtcOffset(*z, &out->utc_offset_minutes);
+    return;
+  }
+  out->kind = ProfileSchedule::Kind::kFixed;
+  if (const Entry* z = f.get("time_zone_offset")) {
+    error(z->key_line, z->path,
+          "not used by a fixed-date schedule (put the offset in the start and end times)");
+  }
+  bool ok = true;
+  if (start != nullptr) ok &= readTimestamp(*start, &out->start);
+  if (end != nullptr) ok &= readTimestamp(*end, &out->end);
+  if (ok && start != nullptr && end != nullptr && out->end <= out->start) {
+    error(*end, "end must be after start");
+  }
+}
+
+// "HH:MM", 00:00 .. max_minute (23:59 or 24:00).
+bool Loader::readClock(const Entry& e, uint32_t max_minute, uint32_t* out) {
+  std::string s;
+  if (!readScalar(e, "a time of day such as 08:30", &s)) return false;
+  bool shape = s.size() == 5 && s[2] == ':' && std::isdigit(static_cast<unsigned char>(s[0])) &&
+               std::isdigit(static_cast<unsigned char>(s[1])) &&
+               std::isdigit(static_cast<unsigned char>(s[3])) &&
+               std::isdigit(static_cast<unsigned char>(s[4]));
+  uint32_t h = shape ? static_cast<uint32_t>((s[0] - '0') * 10 + (s[1] - '0')) : 0;
+  uint32_t m = shape ? static_cast<uint32_t>((s[3] - '0') * 10 + (s[4] - '0')) : 0;
+  if (!shape || m > 59 || h * 60 + m > max_minute) {
+    error(e, "bad time of day " + quoted(s) + " (expected HH:MM, 00:00.." +
+                 (max_minute == 1440 ? "24:00" : "23:59") + ")");
+    return false;
+  }
+  *out = h * 60 + m;
+  return true;
+}
+
+namespace {
+
+// "+01:00", "-05:30", "Z" -> minutes east of UTC; false when malformed or beyond ±14:00.
+bool parseOffset(std::string_view s, int32_t* out) {
+  if (s == "Z" || s == "z") {
+    *out = 0;
+    return true;
+  }
+  if (s.size() != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':') return false;
+  for (size_t i : {1, 2, 4, 5}) {
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  int h = (s[1] - '0') * 10 + (s[2] - '0');
+  int m = (s[4] - '0') * 10 + (s[5] - '0');
+  if (m > 59 || h * 60 + m > 14 * 60) return false;
+  *out = (s[0] == '-' ? -1 : 1) * (h * 60 + m);
+  return true;
+}
+
+// RFC 3339 "2026-12-24T08:00:00Z" / "2026-12-24T08:00:00.5+01:00" -> UTC time point.
+bool parseRfc3339(std::string_view s, WallTime* out) {
+  auto num = [&](size_t pos, size_t len, int* v) {
+    if (pos + len > s.size()) return false;
+    *v = 0;
+    for (size_t i = pos; i < pos + len; ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+      *v = *v * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (s.size() < 20 || !num(0, 4, &y) || s[4] != '-' || !num(5, 2, &mo) || s[7] != '-' ||
+      !num(8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !num(11, 2, &h) ||
+      s[13] != ':' || !num(14, 2, &mi) || s[16] != ':' || !num(17, 2, &sec)) {
+    return false;
+  }
+  size_t pos = 19;
+  int64_t frac_ns = 0;
+  if (s[pos] == '.') {
+    ++pos;
+    int64_t scale = 100'000'000;
+    size_t digits = 0;
+    while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) {
+      frac_ns += (s[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+      ++digits;
+    }
+    if (digits == 0) return false;
+  }
+  int32_t offset = 0;
+  if (!parseOffset(s.substr(pos), &offset)) return false;
+  std::chrono::year_month_day ymd{std::chrono::year{y},
+                                  std::chrono::month{static_cast<unsigned>(mo)},
+                                  std::chrono::day{static_cast<unsigned>(d)}};
+  if (!ymd.ok() || h > 23 || mi > 59 || sec > 60) return false;
+  auto t = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} +
+           std::chrono::seconds{sec} - std::chrono::minutes{offset};
+  *out = WallTime{std::chrono::duration_cast<WallTime::duration>(
+      t.time_since_epoch() + std::chrono::nanoseconds{frac_ns})};
+  return true;
+}
+
+}  // namespace
+
+bool Loader::readUtcOffset(const Entry& e, int32_t* out_minutes) {
+  std::string s;
+  if (!readScalar(e, "a UTC offset such as +01:00", &s)) return false;
+  if (!parseOffset(s, out_minutes)) {
+    error(e, "bad UTC offset " + quoted(s) +
+                 " (expected +HH:MM or -HH:MM within ±14:00, or Z; time zone names are not "
+                 "supported)");
+    return false;
+  }
+  return true;
+}
+
+bool Loader::readTimestamp(const Entry& e, WallTime* out) {
+  std::string s;
+  if (!readScalar(e, "an RFC 3339 time such as 2026-12-24T08:00:00Z", &s)) return false;
+  if (!parseRfc3339(s, out)) {
+    error(e, "bad time " + quoted(s) +
+                 " (expected RFC 3339 such as 2026-12-24T08:00:00Z or 2026-12-24T08:00:00+01:00)");
+    return false;
+  }
+  return true;
+}
+
+void Loader::loadRepair(const Entry& e, RepairPolicy* out) {
+  Fields r = fieldsOf(
+      e, {"grace", "action", "max_percent", "suspend_after_failures", "suspend_for", "timeout"});
+  if (r.ok) out->enabled = true;
+  if (const Entry* y = r.get("grace")) readDuration(*y, true, &out->grace);
+  if (const Entry* y = r.get("action")) readEnum(*y, kRepairActions, &out->action);
+  if (const Entry* y = r.get("max_percent")) readUint32(*y, 1, 100, &out->max_percent);
+  if (const Entry* y = r.get("suspend_after_failures")) {
+    readUint32(*y, 1, kMaxRepairFailures, &out->suspend_after_failures);
+  }
+  if (const Entry* y = r.get("suspend_for")) readDuration(*y, false, &out->suspend_for);
+  if (const Entry* y = r.get("timeout")) readDuration(*y, false, &out->timeout);
+}
+
+// "20%" (1..100) or a count "3" (1..1000).
+bool Loader::readCountOrPercent(const Entry& e, CountOrPercent* out) {
+  std::string s;
+  if (!readScalar(e, "a count or a percentage such as 20%", &s)) return false;
+  bool percent = !s.empty() && s.back() == '%';
+  std::string_view digits(s.data(), s.size() - (percent ? 1 : 0));
+  uint32_t v = 0;
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  uint32_t hi = percent ? 100 : kMaxCapacity;
+  if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size() || v < 1 ||
+      v > hi) {
+    error(e, "expected a percentage 1%..100% or a count 1.." + std::to_string(kMaxCapacity) +
+                 ", got " + quoted(s));
+    return false;
+  }
+  *out = CountOrPercent{v, percent};
+  return true;
+}
+
+void Loader::loadUpgrade(const Entry& e, UpgradeDefaults* out) {
+  Fields u =
+      fieldsOf(e, {"batch", "max_unhealthy", "max_unhealthy_upgraded", "pause", "health_timeout"});
+  if (const Entry* y = u.get("batch")) readCountOrPercent(*y, &out->batch);
+  if (const Entry* y = u.get("max_unhealthy")) readCountOrPercent(*y, &out->max_unhealthy);
+  if (const Entry* y = u.get("max_unhealthy_upgraded")) {
+    readCountOrPercent(*y, &out->max_unhealthy_upgraded);
+  }
+  if (const Entry* y = u.get("pause")) readDuration(*y, true, &out->pause);
+  if (const Entry* y = u.get("health_timeout")) readDuration(*y, false, &out->health_timeout);
+}
+
+void Loader::loadScaleRule(const Entry& e, uint32_t min, uint32_t max, ScaleRule* out) {
+  out->where = where(e);
+  Fields f = fieldsOf(e, {"metric", "statistic", "window", "aggregation", "op", "threshold",
+                          "divide_per_instance", "action", "direction", "cooldown"});
   if (!f.ok) return;
   if (const Entry* x = f.get("metric")) {
     readName(*x, &out->metric);
@@ -1197,25 +1584,52 @@ void Loader::loadScaleRule(const Entry& e, const AutoscaleConfig& autoscale, Sca
   if (const Entry* x = f.get("statistic")) readEnum(*x, kStatistics, &out->statistic);
   if (const Entry* x = f.get("window")) readDuration(*x, false, &out->window);
   if (const Entry* x = f.get("aggregation")) readEnum(*x, kAggregations, &out->aggregation);
+  bool op_ok = false;
   if (const Entry* x = f.get("op")) {
-    readEnum(*x, kCompareOps, &out->op);
+    op_ok = readEnum(*x, kCompareOps, &out->op);
   } else {
-    missing(e, "op", "one of \">\", \">=\", \"<\", \"<=\"");
+    missing(e, "op", "one of \">\", \">=\", \"<\", \"<=\", \"==\", \"!=\"");
   }
   if (const Entry* x = f.get("threshold")) {
     readDouble(*x, &out->threshold);
   } else {
     missing(e, "threshold", "the value the metric is compared with");
   }
+  if (const Entry* x = f.get("divide_per_instance")) readBool(*x, &out->divide_per_instance);
   if (const Entry* x = f.get("action")) {
-    loadScaleAction(*x, autoscale, &out->action);
+    loadScaleAction(*x, min, max, &out->action);
   } else {
     missing(e, "action", "such as {increase: 2}");
+  }
+  using Kind = ScaleAction::Kind;
+  const Entry* dir = f.get("direction");
+  switch (out->action.kind) {
+    case Kind::kIncrease:
+    case Kind::kIncreasePercent:
+      out->direction = ScaleDirection::kOut;
+      if (dir != nullptr) notUsed(f, "direction", "by increase actions (they scale out)");
+      break;
+    case Kind::kDecrease:
+    case Kind::kDecreasePercent:
+      out->direction = ScaleDirection::kIn;
+      if (dir != nullptr) notUsed(f, "direction", "by decrease actions (they scale in)");
+      break;
+    case Kind::kSetCount:
+      if (dir != nullptr) {
+        readEnum(*dir, kDirections, &out->direction);
+      } else if (out->op == CompareOp::kGt || out->op == CompareOp::kGe) {
+        out->direction = ScaleDirection::kOut;
+      } else if (out->op == CompareOp::kLt || out->op == CompareOp::kLe) {
+        out->direction = ScaleDirection::kIn;
+      } else if (op_ok) {
+        missing(e, "direction", "a set rule with \"==\" or \"!=\" says whether it is out or in");
+      }
+      break;
   }
   if (const Entry* x = f.get("cooldown")) readDuration(*x, true, &out->cooldown);
 }
 
-void Loader::loadScaleAction(const Entry& e, const AutoscaleConfig& autoscale, ScaleAction* out) {
+void Loader::loadScaleAction(const Entry& e, uint32_t min, uint32_t max, ScaleAction* out) {
   Fields f = fieldsOf(e, {"increase", "decrease", "increase_percent", "decrease_percent", "set"});
   if (!f.ok) return;
   if (f.entries.size() != 1) {
@@ -1235,9 +1649,9 @@ void Loader::loadScaleAction(const Entry& e, const AutoscaleConfig& autoscale, S
   if (kind == ScaleAction::Kind::kSetCount) {
     lo = 0;
     // Within capacity; when capacity itself is wrong that error is reported already.
-    if (autoscale.min <= autoscale.max) {
-      lo = autoscale.min;
-      hi = autoscale.max;
+    if (min <= max) {
+      lo = min;
+      hi = max;
     }
   }
   uint32_t value = 0;

@@ -130,12 +130,15 @@ struct UpstreamSettings {
   uint32_t retries = 1;               // extra attempts for idempotent requests
 };
 
-// Autoscale (issue 4 consumes it; loaded and validated now so configs are stable).
-enum class MetricStatistic { kAvg, kMin, kMax, kSum };
-enum class TimeAggregation { kAvg, kMin, kMax, kTotal, kLast };
-enum class CompareOp { kGt, kGe, kLt, kLe };
+// Autoscale (issue 4): Azure Monitor autoscale semantics plus HPA-style target tracking.
+// control/autoscale_policy.h evaluates it; control/README.md "Autoscale" has the exact rules.
+enum class MetricStatistic { kAvg, kMin, kMax, kSum, kCount };  // across members, per second
+enum class TimeAggregation { kAvg, kMin, kMax, kTotal, kCount, kLast };  // over the window
+enum class CompareOp { kGt, kGe, kLt, kLe, kEq, kNe };
+enum class ScaleDirection { kNone, kOut, kIn };
 enum class ScaleInPolicy { kDefault, kNewest, kOldest };
 enum class RepairAction { kReplace, kRestart, kReimage };
+enum class ScalerFormat { kScalegate, kAzure };
 
 struct ScaleAction {
   enum class Kind { kIncrease, kDecrease, kIncreasePercent, kDecreasePercent, kSetCount };
@@ -150,23 +153,108 @@ struct ScaleRule {
   TimeAggregation aggregation = TimeAggregation::kAvg;
   CompareOp op = CompareOp::kGt;
   double threshold = 0;
+  // Azure dividePerInstance: the metric is divided by the current capacity before comparing
+  // (queue length per instance).
+  bool divide_per_instance = false;
   ScaleAction action;
+  // kOut for increase/increase_percent, kIn for decrease/decrease_percent. `set` rules take it
+  // from the `direction` key, or from op (">"/">=" = out, "<"/"<=" = in).
+  ScaleDirection direction = ScaleDirection::kOut;
   Duration cooldown = 5min;
   SourceLocation where;
 };
 
+// HPA-style target tracking: desired = ceil(ready × metric / value).
+struct TargetTracking {
+  std::string metric;
+  double value = 0;                          // > 0: the per-member level to hold the metric at
+  double tolerance = 0.1;                    // |1 - metric/value| <= tolerance: no change
+  Duration scale_down_stabilization = 5min;  // scale in to the highest recommendation in it
+  MetricStatistic statistic = MetricStatistic::kAvg;
+  Duration window = 1min;  // the metric is averaged over this window
+};
+
+// When a scheduled profile applies. kFixed: [start, end) in absolute time. kWeekly: on each
+// listed weekday (of the local time given by utc_offset) from start_minute to end_minute;
+// end_minute <= start_minute means the window runs past midnight into the next day.
+struct ProfileSchedule {
+  enum class Kind { kFixed, kWeekly };
+  Kind kind = Kind::kWeekly;
+  WallTime start{};                // kFixed
+  WallTime end{};                  // kFixed
+  uint8_t days = 0;                // kWeekly: bit i = weekday i, 0 = Sunday .. 6 = Saturday
+  uint32_t start_minute = 0;       // kWeekly: minutes after local midnight, 0..1439
+  uint32_t end_minute = 0;         // kWeekly: 1..1440
+  int32_t utc_offset_minutes = 0;  // kWeekly: "+01:00" = 60
+};
+
+// A scheduled profile: its own capacity, rules and target while its schedule applies.
+struct AutoscaleProfile {
+  std::string name;
+  uint32_t min = 1, max = 1, default_capacity = 1;
+  std::vector<ScaleRule> rules;
+  std::optional<TargetTracking> target;
+  ProfileSchedule schedule;
+  SourceLocation where;
+};
+
+// A count or a percentage of the pool ("20%" or "3").
+struct CountOrPercent {
+  uint32_t value = 0;
+  bool percent = false;
+  // Instances out of `total`: a percentage rounds down (20% of 7 = 1).
+  uint32_t of(uint32_t total) const {
+    return percent ? static_cast<uint32_t>(uint64_t{total} * value / 100) : value;
+  }
+};
+
+struct ScalerEndpoint {
+  std::string url;
+  std::string secret_file;
+  ScalerFormat format = ScalerFormat::kScalegate;
+  Duration timeout = 5s;       // per delivery attempt
+  uint32_t max_attempts = 8;   // 1..100
+  Duration max_backoff = 60s;  // cap of the exponential back-off between attempts
+};
+
+struct RepairPolicy {
+  bool enabled = false;  // true when `repair` is present
+  Duration grace = 10min;
+  RepairAction action = RepairAction::kReplace;
+  uint32_t max_percent = 5;             // of the pool in repair at once; 1 at a time below 20
+  uint32_t suspend_after_failures = 3;  // consecutive failed repairs
+  Duration suspend_for = 30min;
+  Duration timeout = 10min;  // a repair not healthy again (or replaced) by then failed
+};
+
+struct ScaleInSettings {
+  ScaleInPolicy policy = ScaleInPolicy::kDefault;
+  Duration drain = 30s;
+  bool prioritize_unhealthy = true;  // remove unhealthy members first (Azure preview option)
+};
+
+// Defaults of `sgctl upgrade` (Azure rollingUpgradePolicy).
+struct UpgradeDefaults {
+  CountOrPercent batch{20, true};
+  CountOrPercent max_unhealthy{20, true};           // checked before each batch
+  CountOrPercent max_unhealthy_upgraded{20, true};  // checked after each batch
+  Duration pause = 10s;
+  Duration health_timeout = 5min;  // a batch not healthy at the new version by then: abort
+};
+
 struct AutoscaleConfig {
   bool enabled = false;
+  Duration evaluation_interval = 30s;  // 1s..1h
+  // The default profile: used when no scheduled profile applies.
   uint32_t min = 1, max = 1, default_capacity = 1;
-  std::string scaler_url;
-  std::string secret_file;
   std::vector<ScaleRule> rules;
-  std::optional<std::pair<std::string, double>> target;  // metric, value
-  Duration repair_grace = 10min;
-  RepairAction repair_action = RepairAction::kReplace;
-  bool repair_enabled = false;
-  ScaleInPolicy scale_in_policy = ScaleInPolicy::kDefault;
-  Duration scale_in_drain = 30s;
+  std::optional<TargetTracking> target;
+  std::vector<AutoscaleProfile> profiles;  // scheduled; fixed beats weekly beats default
+  ScalerEndpoint scaler;
+  RepairPolicy repair;
+  ScaleInSettings scale_in;
+  std::vector<std::string> zones;  // zones the pool spans; empty = zoneless
+  UpgradeDefaults upgrade;
 };
 
 // Passive outlier detection (Envoy's consecutive_5xx): a member that fails this many requests

@@ -140,9 +140,9 @@ TEST(Loader, FullExampleSetsEveryKey) {
   EXPECT_EQ(a.min, 2u);
   EXPECT_EQ(a.max, 20u);
   EXPECT_EQ(a.default_capacity, 2u);
-  EXPECT_EQ(a.scaler_url, "http://127.0.0.1:9800/hooks");
-  EXPECT_EQ(a.secret_file, "/etc/scalegate/scaler.secret");
-  ASSERT_EQ(a.rules.size(), 2u);
+  EXPECT_EQ(a.scaler.url, "http://127.0.0.1:9800/hooks");
+  EXPECT_EQ(a.scaler.secret_file, "/etc/scalegate/scaler.secret");
+  ASSERT_EQ(a.rules.size(), 3u);
   EXPECT_EQ(a.rules[0].op, CompareOp::kGt);
   EXPECT_EQ(a.rules[0].threshold, 75);
   EXPECT_EQ(a.rules[0].action.kind, ScaleAction::Kind::kIncrease);
@@ -151,10 +151,16 @@ TEST(Loader, FullExampleSetsEveryKey) {
   EXPECT_EQ(a.rules[1].window, 10min);
   EXPECT_EQ(a.rules[1].action.kind, ScaleAction::Kind::kDecreasePercent);
   ASSERT_TRUE(a.target.has_value());
-  EXPECT_EQ(a.target->first, "requests_per_second_per_member");
-  EXPECT_EQ(a.target->second, 400);
-  EXPECT_TRUE(a.repair_enabled);
-  EXPECT_EQ(a.repair_action, RepairAction::kReplace);
+  EXPECT_EQ(a.target->metric, "requests_per_second_per_member");
+  EXPECT_EQ(a.target->value, 400);
+  EXPECT_TRUE(a.repair.enabled);
+  EXPECT_EQ(a.repair.action, RepairAction::kReplace);
+  EXPECT_EQ(a.rules[2].direction, ScaleDirection::kOut);
+  EXPECT_EQ(a.profiles.size(), 2u);
+  EXPECT_EQ(a.profiles[1].schedule.kind, ProfileSchedule::Kind::kFixed);
+  EXPECT_EQ(a.zones.size(), 2u);
+  EXPECT_EQ(a.upgrade.batch.value, 20u);
+  EXPECT_EQ(p.members[0].version, "v1");
   EXPECT_EQ(c.pools.at("api").members[0].address.toString(), "[2001:db8::10]:8080");
   EXPECT_EQ(c.pools.at("db").health.type, HealthCheckType::kTcp);
 }
@@ -217,7 +223,7 @@ TEST(Loader, PresenceEnablesHealthAutoscaleAndRepair) {
   EXPECT_TRUE(p.health.enabled);
   EXPECT_EQ(p.health.type, HealthCheckType::kTcp);
   EXPECT_TRUE(p.autoscale.enabled);
-  EXPECT_TRUE(p.autoscale.repair_enabled);
+  EXPECT_TRUE(p.autoscale.repair.enabled);
   EXPECT_FALSE(p.autoscale.target.has_value());
 }
 
@@ -589,7 +595,7 @@ TEST(Loader, Autoscale) {
   EXPECT_EQ(fourth.min, 0u);
   EXPECT_EQ(fourth.rules[0].action.kind, ScaleAction::Kind::kSetCount);
   EXPECT_EQ(fourth.rules[0].cooldown, 0s);
-  EXPECT_EQ(fourth.scaler_url, "https://[::1]:9800/h");
+  EXPECT_EQ(fourth.scaler.url, "https://[::1]:9800/h");
 }
 
 TEST(Loader, SyntaxErrorIsOneErrorWithLine) {
@@ -771,6 +777,230 @@ TEST(Loader, BalanceNames) {
   EXPECT_STREQ(balanceName(BalanceAlgorithm::kRandom), "random");
   EXPECT_STREQ(balanceName(BalanceAlgorithm::kMaglev), "maglev");
   EXPECT_STREQ(balanceName(BalanceAlgorithm::kRingHash), "ring_hash");
+}
+
+TEST(Loader, AutoscaleFullSetting) {
+  LoadResult r = load(withPools(R"(    mode: flexible
+    members:
+      - { id: vm-1, address: 127.0.0.1:9001, zone: "1", weight: 2, version: v1, protected: true }
+      - { id: vm-2, address: 127.0.0.1:9002, zone: "2", weight: 4, version: v2 }
+    autoscale:
+      evaluation_interval: 1s
+      capacity: { min: 2, max: 20, default: 3 }
+      scaler: { url: "http://127.0.0.1:9800/hooks", secret_file: s, format: azure, timeout: 2s,
+                max_attempts: 5, max_backoff: 30s }
+      rules:
+        - { metric: cpu, statistic: count, aggregation: count, op: "!=", threshold: 0,
+            action: { set: 5 }, direction: out, cooldown: 1m }
+        - { metric: queue, statistic: sum, divide_per_instance: true, op: "<=", threshold: 3,
+            action: { set: 2 } }
+      target: { metric: rps, value: 400, tolerance: 0.2, scale_down_stabilization: 2m,
+                window: 30s, statistic: max }
+      profiles:
+        - name: business
+          capacity: { min: 4, max: 30, default: 4 }
+          rules: [ { metric: cpu, op: ">", threshold: 70, action: { increase: 2 } } ]
+          schedule: { days: [Mon, tuesday, FRI], start: "08:30", end: "24:00",
+                      time_zone_offset: "-05:30" }
+        - name: launch
+          capacity: { min: 10, max: 10, default: 10 }
+          schedule: { start: "2026-12-24T08:00:00+01:00", end: "2026-12-24T20:00:00.5Z" }
+      repair: { grace: 5m, action: restart, max_percent: 10, suspend_after_failures: 2,
+                suspend_for: 1h, timeout: 3m }
+      scale_in: { policy: oldest, drain: 10s, prioritize_unhealthy: false }
+      zones: ["1", "2", "3"]
+      upgrade: { batch: 2, max_unhealthy: 50%, max_unhealthy_upgraded: 1, pause: 0s,
+                 health_timeout: 1m }
+)"));
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Pool& p = r.config.pools.at("web");
+  EXPECT_EQ(p.members[0].version, "v1");
+  EXPECT_TRUE(p.members[0].scale_in_protected);
+  EXPECT_FALSE(p.members[1].scale_in_protected);
+  const AutoscaleConfig& a = p.autoscale;
+  EXPECT_EQ(a.evaluation_interval, 1s);
+  EXPECT_EQ(a.default_capacity, 3u);
+  EXPECT_EQ(a.scaler.format, ScalerFormat::kAzure);
+  EXPECT_EQ(a.scaler.timeout, 2s);
+  EXPECT_EQ(a.scaler.max_attempts, 5u);
+  EXPECT_EQ(a.scaler.max_backoff, 30s);
+  ASSERT_EQ(a.rules.size(), 2u);
+  EXPECT_EQ(a.rules[0].statistic, MetricStatistic::kCount);
+  EXPECT_EQ(a.rules[0].aggregation, TimeAggregation::kCount);
+  EXPECT_EQ(a.rules[0].op, CompareOp::kNe);
+  EXPECT_EQ(a.rules[0].direction, ScaleDirection::kOut);
+  EXPECT_EQ(a.rules[1].direction, ScaleDirection::kIn);  // set + "<=": in
+  EXPECT_TRUE(a.rules[1].divide_per_instance);
+  ASSERT_TRUE(a.target.has_value());
+  EXPECT_EQ(a.target->tolerance, 0.2);
+  EXPECT_EQ(a.target->scale_down_stabilization, 2min);
+  EXPECT_EQ(a.target->window, 30s);
+  EXPECT_EQ(a.target->statistic, MetricStatistic::kMax);
+  ASSERT_EQ(a.profiles.size(), 2u);
+  const AutoscaleProfile& b = a.profiles[0];
+  EXPECT_EQ(b.name, "business");
+  EXPECT_EQ(b.min, 4u);
+  EXPECT_EQ(b.max, 30u);
+  EXPECT_EQ(b.rules.size(), 1u);
+  EXPECT_EQ(b.schedule.kind, ProfileSchedule::Kind::kWeekly);
+  EXPECT_EQ(b.schedule.days, (1u << 1) | (1u << 2) | (1u << 5));
+  EXPECT_EQ(b.schedule.start_minute, 8u * 60 + 30);
+  EXPECT_EQ(b.schedule.end_minute, 1440u);
+  EXPECT_EQ(b.schedule.utc_offset_minutes, -330);
+  const AutoscaleProfile& l = a.profiles[1];
+  EXPECT_EQ(l.schedule.kind, ProfileSchedule::Kind::kFixed);
+  EXPECT_EQ(
+      std::chrono::duration_cast<std::chrono::seconds>(l.schedule.start.time_since_epoch()).count(),
+      1'798'095'600);  // 2026-12-24T07:00:00Z
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(l.schedule.end.time_since_epoch())
+                .count(),
+            1'798'142'400'500);
+  EXPECT_TRUE(a.repair.enabled);
+  EXPECT_EQ(a.repair.action, RepairAction::kRestart);
+  EXPECT_EQ(a.repair.grace, 5min);
+  EXPECT_EQ(a.repair.max_percent, 10u);
+  EXPECT_EQ(a.repair.suspend_after_failures, 2u);
+  EXPECT_EQ(a.repair.suspend_for, 1h);
+  EXPECT_EQ(a.repair.timeout, 3min);
+  EXPECT_EQ(a.scale_in.policy, ScaleInPolicy::kOldest);
+  EXPECT_EQ(a.scale_in.drain, 10s);
+  EXPECT_FALSE(a.scale_in.prioritize_unhealthy);
+  EXPECT_EQ(a.zones, (std::vector<std::string>{"1", "2", "3"}));
+  EXPECT_EQ(a.upgrade.batch.value, 2u);
+  EXPECT_FALSE(a.upgrade.batch.percent);
+  EXPECT_EQ(a.upgrade.max_unhealthy.value, 50u);
+  EXPECT_TRUE(a.upgrade.max_unhealthy.percent);
+  EXPECT_EQ(a.upgrade.max_unhealthy.of(9), 4u);
+  EXPECT_EQ(a.upgrade.max_unhealthy_upgraded.of(100), 1u);
+  EXPECT_EQ(a.upgrade.pause, 0s);
+  EXPECT_EQ(a.upgrade.health_timeout, 1min);
+}
+
+TEST(Loader, AutoscaleDefaults) {
+  LoadResult r = load(withPools(R"(    autoscale:
+      scaler: { url: "http://127.0.0.1:9800/hooks" }
+      target: { metric: cpu, value: 60 }
+)"));
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const AutoscaleConfig& a = r.config.pools.at("web").autoscale;
+  EXPECT_EQ(a.evaluation_interval, 30s);
+  EXPECT_EQ(a.target->tolerance, 0.1);
+  EXPECT_EQ(a.target->scale_down_stabilization, 5min);
+  EXPECT_EQ(a.scaler.format, ScalerFormat::kScalegate);
+  EXPECT_EQ(a.scaler.timeout, 5s);
+  EXPECT_EQ(a.scaler.max_attempts, 8u);
+  EXPECT_EQ(a.scaler.max_backoff, 60s);
+  EXPECT_FALSE(a.repair.enabled);
+  EXPECT_EQ(a.repair.max_percent, 5u);
+  EXPECT_EQ(a.repair.suspend_after_failures, 3u);
+  EXPECT_EQ(a.repair.suspend_for, 30min);
+  EXPECT_EQ(a.repair.timeout, 10min);
+  EXPECT_EQ(a.scale_in.policy, ScaleInPolicy::kDefault);
+  EXPECT_TRUE(a.scale_in.prioritize_unhealthy);
+  EXPECT_TRUE(a.zones.empty());
+  EXPECT_EQ(a.upgrade.batch.value, 20u);
+  EXPECT_TRUE(a.upgrade.batch.percent);
+  EXPECT_EQ(a.upgrade.pause, 10s);
+  EXPECT_EQ(a.upgrade.health_timeout, 5min);
+  EXPECT_TRUE(a.profiles.empty());
+}
+
+TEST(Loader, AutoscaleNewKeyErrors) {
+  LoadResult r = load(withPools(R"(    members:
+      - { id: vm-1, address: 127.0.0.1:9001, zone: "4", protected: maybe }
+    autoscale:
+      evaluation_interval: 500ms
+      scaler: { url: "http://127.0.0.1:9800/hooks", format: json, max_attempts: 0 }
+      rules:
+        - { metric: cpu, statistic: median, aggregation: p99, op: ">", threshold: 1,
+            action: { increase: 1 }, direction: in }
+        - { metric: cpu, op: "==", threshold: 1, action: { set: 1 } }
+      target: { metric: rps, value: 10, tolerance: 1.5 }
+      profiles:
+        - { name: a, capacity: { min: 3, max: 2, default: 2 }, schedule: { start: "09:00" } }
+        - name: b
+          capacity: { min: 1, max: 2, default: 1 }
+          schedule: { days: [Mon, Funday], start: "25:00", end: "9am", time_zone_offset: CET }
+        - name: c
+          capacity: { min: 1, max: 2, default: 1 }
+          schedule: { start: "2026-12-24", end: "2026-12-23T00:00:00Z" }
+        - name: c
+          capacity: { min: 1, max: 2, default: 1 }
+          schedule: { start: "2026-12-24T10:00:00Z", end: "2026-12-24T09:00:00Z" }
+        - { name: d, schedule: { days: [], start: "10:00", end: "10:00" } }
+      repair: { max_percent: 0, suspend_after_failures: 0, suspend_for: 0s }
+      scale_in: { prioritize_unhealthy: sometimes }
+      zones: ["1", "1", ""]
+      upgrade: { batch: 0%, max_unhealthy: 101%, max_unhealthy_upgraded: "x%", health_timeout: 0s }
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "pools.web.members[0].protected", "expected true or false"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.autoscale.evaluation_interval", "between 1s and 1h"));
+  EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.autoscale.scaler.format", "invalid value \"json\""));
+  EXPECT_TRUE(hasErrorLike(r, 9, "pools.web.autoscale.scaler.max_attempts", "out of range"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.autoscale.rules[0].statistic", "invalid value"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "pools.web.autoscale.rules[0].aggregation", "invalid value"));
+  EXPECT_TRUE(hasErrorLike(r, 12, "pools.web.autoscale.rules[0].direction", "not used"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.autoscale.rules[1].direction", "missing required"));
+  EXPECT_TRUE(hasErrorLike(r, 14, "pools.web.autoscale.target.tolerance", "must be in 0..1"));
+  EXPECT_TRUE(hasErrorLike(r, 16, "pools.web.autoscale.profiles[0].capacity", "min <= default"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 16, "pools.web.autoscale.profiles[0].schedule.start", "bad time \"09:00\""));
+  EXPECT_TRUE(hasErrorLike(r, 16, "pools.web.autoscale.profiles[0].schedule.end", "missing"));
+  EXPECT_TRUE(hasErrorLike(r, 19, "pools.web.autoscale.profiles[1].schedule.days[1]",
+                           "bad weekday \"Funday\""));
+  EXPECT_TRUE(hasErrorLike(r, 19, "pools.web.autoscale.profiles[1].schedule.start",
+                           "bad time of day \"25:00\""));
+  EXPECT_TRUE(hasErrorLike(r, 19, "pools.web.autoscale.profiles[1].schedule.end",
+                           "bad time of day \"9am\""));
+  EXPECT_TRUE(hasErrorLike(r, 19, "pools.web.autoscale.profiles[1].schedule.time_zone_offset",
+                           "time zone names are not supported"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 22, "pools.web.autoscale.profiles[2].schedule.start", "expected RFC 3339"));
+  EXPECT_TRUE(hasErrorLike(r, 25, "pools.web.autoscale.profiles[3].schedule.end",
+                           "end must be after start"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 23, "pools.web.autoscale.profiles[3].name", "duplicate profile name \"c\""));
+  EXPECT_TRUE(hasErrorLike(r, 26, "pools.web.autoscale.profiles[4].capacity", "missing required"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 26, "pools.web.autoscale.profiles[4].schedule.days", "at least one weekday"));
+  EXPECT_TRUE(hasErrorLike(r, 26, "pools.web.autoscale.profiles[4].schedule.end", "end equals"));
+  EXPECT_TRUE(hasErrorLike(r, 27, "pools.web.autoscale.repair.max_percent", "out of range"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 27, "pools.web.autoscale.repair.suspend_after_failures", "out of range"));
+  EXPECT_TRUE(hasErrorLike(r, 27, "pools.web.autoscale.repair.suspend_for", "greater than 0"));
+  EXPECT_TRUE(hasErrorLike(r, 28, "pools.web.autoscale.scale_in.prioritize_unhealthy",
+                           "expected true or false"));
+  EXPECT_TRUE(hasErrorLike(r, 29, "pools.web.autoscale.zones[1]", "duplicate zone \"1\""));
+  EXPECT_TRUE(hasErrorLike(r, 29, "pools.web.autoscale.zones[2]", "bad zone"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "pools.web.members[0].zone", "not one of autoscale.zones"));
+  EXPECT_TRUE(hasErrorLike(r, 30, "pools.web.autoscale.upgrade.batch", "1%..100%"));
+  EXPECT_TRUE(hasErrorLike(r, 30, "pools.web.autoscale.upgrade.max_unhealthy", "1%..100%"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 30, "pools.web.autoscale.upgrade.max_unhealthy_upgraded", "got \"x%\""));
+  EXPECT_TRUE(hasErrorLike(r, 30, "pools.web.autoscale.upgrade.health_timeout", "greater than 0"));
+  EXPECT_EQ(r.errors.size(), 33u) << r.errorText();
+}
+
+TEST(Loader, UniformPoolMembersShareWeightAndVersion) {
+  LoadResult r = load(withPools(R"(    members:
+      - { id: vm-1, address: 127.0.0.1:9001, weight: 2, version: v1 }
+      - { id: vm-2, address: 127.0.0.1:9002, weight: 2, version: v2 }
+      - { id: vm-3, address: 127.0.0.1:9003, weight: 3, version: v1 }
+)"));
+  EXPECT_TRUE(hasError(r,
+                       "web.yaml:7: pools.web.members[1].version: member \"vm-2\" has version "
+                       "\"v2\" but \"vm-1\" has \"v1\": every member of a uniform pool runs "
+                       "the same version (use mode: flexible)"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.members[2].weight",
+                           "member \"vm-3\" has weight 3 but \"vm-1\" has 2"));
+  EXPECT_EQ(r.errors.size(), 2u) << r.errorText();
+  // The same members in a flexible pool are fine.
+  LoadResult f = load(withPools(R"(    mode: flexible
+    members:
+      - { id: vm-1, address: 127.0.0.1:9001, weight: 2, version: v1 }
+      - { id: vm-2, address: 127.0.0.1:9002, weight: 3, version: v2 }
+)"));
+  EXPECT_TRUE(f.ok()) << f.errorText();
 }
 
 }  // namespace
