@@ -67,6 +67,9 @@ struct Options {
   std::string delay_dist;  // "90%:1ms,10%:20ms"; empty: every request waits --delay
   std::string health_path = "/health";
   std::string port_file;
+  std::string version;
+  std::string cpu_work = "0";
+  uint32_t capacity = 0;  // 0: unlimited
   int threads = 1;
   bool quiet = false;
 };
@@ -324,8 +327,12 @@ void appendHex(std::string& out, uint64_t v) {
 
 struct Config {
   std::string id;
+  std::string version;
   std::string health_path;
+  std::string identity_headers;  // "X-Instance: <id>\r\nX-Version: <v>\r\n" on every answer
   int64_t delay_ns = 0;
+  int64_t cpu_work_ns = 0;            // busy CPU per served request (--cpu-work)
+  uint32_t capacity = 0;              // per worker: requests in service at once; 0 = unlimited
   std::vector<DelayStep> delay_dist;  // non-empty: replaces delay_ns, drawn per request
   std::string default_body;
   // Precomputed full responses for the default path: keep-alive / close, with / without body.
@@ -349,6 +356,26 @@ enum class Behaviour : uint8_t {
   kBig,         // arg = body bytes
   kSlowBody,    // arg = milliseconds between chunks
   kBadRequest,  // arg = status (400, 431, 501, 505)
+  kControl,     // arg = FailureMode to switch to; POST /control/<mode>
+};
+
+// What the instance has been told to do by /control/<mode> (process-wide; a relaxed load per
+// request is a plain load).
+enum class FailureMode : uint8_t { kNone, kFail, kHang };
+std::atomic<uint8_t> g_failure_mode{0};
+std::atomic<bool> g_unhealthy{false};
+// Load figures published once a second by the main thread for health answers.
+std::atomic<uint64_t> g_cpu_millis{0};  // process CPU utilisation / threads, in 1/1000
+std::atomic<uint64_t> g_rss_kb{0};
+std::atomic<uint64_t> g_rps{0};
+uint64_t g_phys_kb = 1;
+
+enum ControlArg : uint64_t {
+  kCtlUnhealthy,
+  kCtlHealthy,
+  kCtlFail,
+  kCtlHang,
+  kCtlRecover,
 };
 
 // Per-thread counters: written by one worker only, read by main at exit (relaxed, plain
@@ -356,6 +383,7 @@ enum class Behaviour : uint8_t {
 struct alignas(64) WorkerCounters {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> inflight{0};  // in service + queued for --capacity (gauge)
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
@@ -367,7 +395,9 @@ struct alignas(64) WorkerCounters {
 enum class Phase : uint8_t {
   kHead,       // reading a request head
   kBody,       // consuming the request body
-  kWaitTimer,  // response deferred (--delay, /delay/MS)
+  kWaitTimer,  // in service: response deferred (--delay, /delay/MS, a queued turn)
+  kQueued,     // waiting for a free --capacity slot
+  kHung,       // /control/hang: the request is never answered
   kStreamBig,  // sending /big/N from the pattern buffer as the socket drains
   kSlowBody,   // sending /slow-body/MS chunks on timers
   kClosing,    // close once the output is flushed
@@ -399,6 +429,7 @@ struct Conn {
   bool peer_eof = false;
   bool need_more_input = false;  // buffered input is an incomplete unit; wait for bytes
   bool reset_on_close = false;   // /reset: close with SO_LINGER {1,0}
+  bool in_service = false;       // holds one of the worker's --capacity slots
   Request req;
   std::string in;   // unparsed bytes carried between reads
   std::string out;  // unsent response bytes
@@ -446,6 +477,14 @@ class Worker {
   void addTimer(Conn* c, int64_t delay_ns);
   void closeConn(Conn* c, bool reset = false);
   int64_t serviceTimeNs();  // --delay, or a draw from --delay-dist
+  int64_t requestServiceNs(const Conn* c);
+  void beginService(Conn* c, bool from_queue);
+  void serve(Conn* c);       // service time over: burn --cpu-work, answer, free the slot
+  void endService(Conn* c);  // frees the slot and gives it to the next queued request
+  void appendHealth(Conn* c);
+  void publishInflight() {
+    counters_->inflight.store(in_service_ + queued_, std::memory_order_relaxed);
+  }
   bool acceptsInput(const Conn* c) const {
     return c->phase == Phase::kHead || c->phase == Phase::kBody;
   }
@@ -461,6 +500,9 @@ class Worker {
   uint32_t next_generation_ = 1;
   std::vector<Conn*> conns_;  // indexed by fd
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  uint32_t in_service_ = 0;
+  uint32_t queued_ = 0;  // live requests in waiting_ (it may also hold closed connections)
+  std::queue<std::pair<int, uint32_t>> waiting_;  // (fd, generation) queued for --capacity
   std::unique_ptr<char[]> read_buf_{new char[kReadChunk]};
   std::string pattern_;  // kStreamChunk bytes of /big/N body
 };
@@ -563,6 +605,10 @@ void Worker::acceptConnections() {
 }
 
 void Worker::onEvent(Conn* c, uint32_t events) {
+  if (c->phase == Phase::kHung && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+    closeConn(c);  // the client gave up on a /control/hang request
+    return;
+  }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable = true;
   advance(c);
@@ -649,6 +695,17 @@ Behaviour classifyPath(std::string_view path, const Config& config, uint64_t* ar
     return parseUint(path.substr(prefix.size()));
   };
   if (path == config.health_path) return Behaviour::kHealth;
+  if (path.starts_with("/control/")) {
+    static constexpr std::string_view kModes[] = {"unhealthy", "healthy", "fail", "hang",
+                                                  "recover"};
+    for (size_t i = 0; i < std::size(kModes); ++i) {
+      if (path.substr(9) == kModes[i]) {
+        *arg = i;
+        return Behaviour::kControl;
+      }
+    }
+    return Behaviour::kDefault;
+  }
   if (path.size() < 5 || path[1] < 'b' || path[1] > 's') return Behaviour::kDefault;
   if (path == "/echo") return Behaviour::kEcho;
   if (auto v = numberAfter("/status/")) {
@@ -948,14 +1005,87 @@ size_t Worker::consumeBody(Conn* c, const char* data, size_t len, Parse* result)
 void Worker::onRequestComplete(Conn* c) {
   counters_->bump(counters_->requests);
   Request& req = c->req;
-  int64_t delay = req.behaviour == Behaviour::kHealth ? 0 : serviceTimeNs();
-  if (req.behaviour == Behaviour::kDelay) delay = static_cast<int64_t>(req.arg) * kNsPerMs;
-  if (delay > 0) {
+  if (req.behaviour == Behaviour::kControl) {
+    respond(c);
+    return;
+  }
+  const uint8_t mode = g_failure_mode.load(std::memory_order_relaxed);
+  if (mode == static_cast<uint8_t>(FailureMode::kHang)) {
+    c->phase = Phase::kHung;  // never answered; the client gives up or we are told to recover
+    return;
+  }
+  if (mode == static_cast<uint8_t>(FailureMode::kFail)) {
+    req.behaviour = Behaviour::kStatus;
+    req.arg = 500;
+    respond(c);
+    return;
+  }
+  if (req.behaviour == Behaviour::kHealth) {
+    respond(c);
+    return;
+  }
+  if (config_.capacity > 0 && in_service_ >= config_.capacity) {
+    c->phase = Phase::kQueued;
+    waiting_.emplace(c->fd, c->generation);
+    ++queued_;
+    publishInflight();
+    return;
+  }
+  beginService(c, /*from_queue=*/false);
+}
+
+int64_t Worker::requestServiceNs(const Conn* c) {
+  if (c->req.behaviour == Behaviour::kDelay) return static_cast<int64_t>(c->req.arg) * kNsPerMs;
+  return serviceTimeNs();
+}
+
+// Takes a --capacity slot. A request coming out of the queue always goes through a timer (due
+// at once when there is no delay) so that freeing a slot never answers inside closeConn.
+void Worker::beginService(Conn* c, bool from_queue) {
+  c->in_service = true;
+  ++in_service_;
+  publishInflight();
+  int64_t delay = requestServiceNs(c);
+  if (delay > 0 || from_queue) {
     c->phase = Phase::kWaitTimer;
     addTimer(c, delay);
     return;
   }
+  serve(c);
+}
+
+void Worker::serve(Conn* c) {
+  if (config_.cpu_work_ns > 0) {
+    // Busy CPU like a real request handler; the thread's own CPU clock, so time spent
+    // preempted by other processes does not count as work done.
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    const int64_t start = int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+    int64_t now = start;
+    while (now - start < config_.cpu_work_ns) {
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      now = int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+    }
+  }
+  endService(c);
   respond(c);
+}
+
+void Worker::endService(Conn* c) {
+  if (!c->in_service) return;
+  c->in_service = false;
+  --in_service_;
+  while (!waiting_.empty()) {
+    auto [fd, generation] = waiting_.front();
+    waiting_.pop();
+    if (fd < static_cast<int>(conns_.size()) && conns_[fd] &&
+        conns_[fd]->generation == generation && conns_[fd]->phase == Phase::kQueued) {
+      --queued_;
+      beginService(conns_[fd], /*from_queue=*/true);
+      return;
+    }
+  }
+  publishInflight();
 }
 
 int64_t Worker::serviceTimeNs() {
@@ -981,6 +1111,7 @@ void Worker::appendHead(Conn* c, int status, std::string_view extra_headers,
   o.append("\r\nX-Backend: ");
   o.append(config_.id);
   o.append("\r\n");
+  o.append(config_.identity_headers);
   o.append(extra_headers);
   if (content_length >= 0) {
     o.append("Content-Length: ");
@@ -1012,9 +1143,36 @@ void Worker::respond(Conn* c) {
       }
       break;
     case Behaviour::kHealth:
-      appendHead(c, 200, "Content-Type: text/plain\r\n", 7);
-      if (!req.head_method) c->out.append("healthy");
+      appendHealth(c);
       break;
+    case Behaviour::kControl: {
+      static constexpr const char* kAnswers[] = {"unhealthy\n", "healthy\n", "fail\n", "hang\n",
+                                                 "recover\n"};
+      switch (req.arg) {
+        case kCtlUnhealthy:
+          g_unhealthy.store(true, std::memory_order_relaxed);
+          break;
+        case kCtlHealthy:
+          g_unhealthy.store(false, std::memory_order_relaxed);
+          break;
+        case kCtlFail:
+          g_failure_mode.store(static_cast<uint8_t>(FailureMode::kFail), std::memory_order_relaxed);
+          break;
+        case kCtlHang:
+          g_failure_mode.store(static_cast<uint8_t>(FailureMode::kHang), std::memory_order_relaxed);
+          break;
+        default:  // recover: answer normally again, and healthy
+          g_failure_mode.store(static_cast<uint8_t>(FailureMode::kNone), std::memory_order_relaxed);
+          g_unhealthy.store(false, std::memory_order_relaxed);
+          break;
+      }
+      std::string_view answer = kAnswers[req.arg];
+      appendHead(c, 200, "Content-Type: text/plain\r\n", static_cast<int64_t>(answer.size()));
+      if (!req.head_method) c->out.append(answer);
+      std::fprintf(stderr, "sgbackend %s: /control/%.*s\n", config_.id.c_str(),
+                   static_cast<int>(answer.size() - 1), answer.data());
+      break;
+    }
     case Behaviour::kEcho:
       appendEcho(c);
       break;
@@ -1094,6 +1252,28 @@ void Worker::finishResponse(Conn* c) {
   }
   std::string().swap(c->req.echo);
   c->phase = c->req.keep_alive ? Phase::kHead : Phase::kClosing;
+}
+
+// The health answer: 200 "healthy" or 503 "unhealthy", with the load report scalegate's
+// prober reads (control/load_report.h): X-Load: cpu=<0..1>, mem=<0..1>, rss_mb=<MB>,
+// inflight=<n>, rps=<n>.
+void Worker::appendHealth(Conn* c) {
+  const bool unhealthy = g_unhealthy.load(std::memory_order_relaxed);
+  // In flight across all workers: the sampler sums them once a second; this worker's own value
+  // is current, which is what matters with one thread.
+  char load[160];
+  const uint64_t rss_kb = g_rss_kb.load(std::memory_order_relaxed);
+  std::snprintf(load, sizeof(load),
+                "X-Load: cpu=%.3f, mem=%.4f, rss_mb=%.1f, inflight=%u, rps=%llu\r\n",
+                static_cast<double>(g_cpu_millis.load(std::memory_order_relaxed)) / 1000.0,
+                static_cast<double>(rss_kb) / static_cast<double>(g_phys_kb),
+                static_cast<double>(rss_kb) / 1024.0, static_cast<unsigned>(in_service_ + queued_),
+                static_cast<unsigned long long>(g_rps.load(std::memory_order_relaxed)));
+  std::string headers = "Content-Type: text/plain\r\nCache-Control: no-store\r\n";
+  headers += load;
+  std::string_view body = unhealthy ? "unhealthy" : "healthy";
+  appendHead(c, unhealthy ? 503 : 200, headers, static_cast<int64_t>(body.size()));
+  if (!c->req.head_method) c->out.append(body);
 }
 
 void Worker::appendEcho(Conn* c) {
@@ -1215,7 +1395,7 @@ void Worker::onTimer(const Timer& t) {
   Conn* c = conns_[t.fd];
   if (!c || c->generation != t.generation) return;
   if (c->phase == Phase::kWaitTimer) {
-    respond(c);
+    serve(c);
   } else if (c->phase == Phase::kSlowBody) {
     appendSlowChunk(c);
   } else {
@@ -1232,6 +1412,11 @@ void Worker::closeConn(Conn* c, bool reset) {
   if (c->req.sha1) EVP_MD_CTX_free(c->req.sha1);
   close(c->fd);  // also removes it from the epoll set
   conns_[c->fd] = nullptr;
+  if (c->phase == Phase::kQueued) {
+    --queued_;
+    publishInflight();
+  }
+  endService(c);  // a queued request behind it may start (through a timer, not from here)
   delete c;
 }
 
@@ -1272,9 +1457,14 @@ bool writePortFile(const std::string& path, uint16_t port) {
 
 constexpr const char* kBehaviours = R"(
 Behaviour by request path (query strings are ignored; every response has X-Backend: <id>):
-  <health-path>     200 "healthy" (never delayed by --delay)
+  <health-path>     200 "healthy" (503 "unhealthy" after /control/unhealthy), never delayed,
+                    with X-Load: cpu=<0..1>, mem=<0..1 of RAM>, rss_mb=<MB>, inflight=<n>,
+                    rps=<n> (cpu and rps over the last second)
   /echo             200 text/plain: the request line, each header as "Name: value" in the
                     order received, then "body-bytes: N" and "body-sha1: <hex>" of the body
+  /control/MODE     POST (any method) switches the instance: unhealthy (health answers 503),
+                    healthy, fail (every other request 500), hang (requests are read and
+                    never answered), recover (normal and healthy again); answers 200 "MODE"
   /status/NNN       that status (200-599), empty body, Content-Length: 0
   /delay/MS         the default response after MS milliseconds (instead of --delay or
                     --delay-dist)
@@ -1316,12 +1506,38 @@ int runMain(int argc, char** argv) {
                  "worker threads, each with its own epoll loop and SO_REUSEPORT listener")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  app.add_option("--version", opt.version,
+                 "version label: sent as X-Version on every answer and in health answers "
+                 "(rolling upgrades)");
+  app.add_option("--cpu-work", opt.cpu_work,
+                 "busy CPU per served request (thread CPU time), e.g. 2ms; after the service "
+                 "delay, before the answer")
+      ->capture_default_str();
+  app.add_option("--capacity", opt.capacity,
+                 "requests in service at once per thread (0 = unlimited); more wait in a FIFO "
+                 "queue, so latency grows under overload")
+      ->capture_default_str();
   app.add_flag("--quiet", opt.quiet, "no diagnostics (the listening line is still printed)");
   CLI11_PARSE(app, argc, argv);
 
   static Config config;
   config.id = opt.id;
+  config.version = opt.version;
   config.health_path = opt.health_path;
+  config.capacity = opt.capacity;
+  if (config.version.find_first_of("\r\n") != std::string::npos) {
+    std::fprintf(stderr, "sgbackend: --version must be a single line\n");
+    return 2;
+  }
+  config.identity_headers = "X-Instance: " + config.id + "\r\n";
+  if (!config.version.empty()) config.identity_headers += "X-Version: " + config.version + "\r\n";
+  auto cpu_work = parseDurationNs(opt.cpu_work);
+  if (!cpu_work) {
+    std::fprintf(stderr, "sgbackend: --cpu-work '%s': want a duration such as 2ms\n",
+                 opt.cpu_work.c_str());
+    return 2;
+  }
+  config.cpu_work_ns = *cpu_work;
   if (config.id.empty() || config.id.find_first_of("\r\n") != std::string::npos) {
     std::fprintf(stderr, "sgbackend: --id must be a non-empty single line\n");
     return 2;
@@ -1360,8 +1576,8 @@ int runMain(int argc, char** argv) {
     if (*size > 0) config.default_body.back() = '\n';
   }
   auto head = [&](bool keep_alive) {
-    std::string h = "HTTP/1.1 200 OK\r\nX-Backend: " + config.id +
-                    "\r\nContent-Type: text/plain\r\nContent-Length: " +
+    std::string h = "HTTP/1.1 200 OK\r\nX-Backend: " + config.id + "\r\n" +
+                    config.identity_headers + "Content-Type: text/plain\r\nContent-Length: " +
                     std::to_string(config.default_body.size()) + "\r\n";
     if (!keep_alive) h += "Connection: close\r\n";
     return h + "\r\n";
@@ -1438,8 +1654,49 @@ int runMain(int argc, char** argv) {
   std::printf("sgbackend %s listening on %s:%u\n", config.id.c_str(), host.c_str(), port);
   std::fflush(stdout);
 
+  // Once a second: the load figures health answers report.
+  g_phys_kb = std::max<uint64_t>(1, static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                                        static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / 1024);
+  const uint64_t page_kb = static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / 1024;
+  auto cpuNs = [] {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+  };
+  auto totalRequests = [&] {
+    uint64_t n = 0;
+    for (const auto& c : counters) n += c->requests.load(std::memory_order_relaxed);
+    return n;
+  };
+  int64_t last_wall = nowNs(), last_cpu = cpuNs();
+  uint64_t last_requests = totalRequests();
   int sig = 0;
-  while (sigwait(&stop_signals, &sig) != 0) {
+  for (;;) {
+    timespec wait{1, 0};
+    sig = sigtimedwait(&stop_signals, nullptr, &wait);
+    if (sig > 0) break;
+    const int64_t wall = nowNs(), cpu = cpuNs();
+    const uint64_t requests = totalRequests();
+    if (wall > last_wall) {
+      double util = static_cast<double>(cpu - last_cpu) /
+                    (static_cast<double>(wall - last_wall) * opt.threads);
+      util = std::clamp(util, 0.0, 1.0);
+      g_cpu_millis.store(static_cast<uint64_t>(util * 1000 + 0.5), std::memory_order_relaxed);
+      g_rps.store(static_cast<uint64_t>(static_cast<double>(requests - last_requests) * 1e9 /
+                                            static_cast<double>(wall - last_wall) +
+                                        0.5),
+                  std::memory_order_relaxed);
+    }
+    last_wall = wall;
+    last_cpu = cpu;
+    last_requests = requests;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+      unsigned long long size = 0, resident = 0;
+      if (std::fscanf(f, "%llu %llu", &size, &resident) == 2) {
+        g_rss_kb.store(resident * page_kb, std::memory_order_relaxed);
+      }
+      std::fclose(f);
+    }
   }
   if (!opt.quiet) {
     uint64_t requests = 0, connections = 0;

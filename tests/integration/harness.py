@@ -25,6 +25,7 @@ BIN_DIR = os.environ.get("SG_BIN_DIR") or os.path.join(SOURCE_DIR, "build", "he"
 SCALEGATE = os.path.join(BIN_DIR, "control", "scalegate")
 SGBACKEND = os.path.join(BIN_DIR, "bench", "sgbackend")
 SGFLEET = os.path.join(BIN_DIR, "bench", "sgfleet")
+SGSCALER = os.path.join(BIN_DIR, "bench", "sgscaler")
 
 START_TIMEOUT = 10.0
 IO_TIMEOUT = 10.0
@@ -163,6 +164,105 @@ class Backend:
         if self._out is not None:
             self._out.close()
             self._out = None
+
+
+class Sgscaler:
+    """The local reference scaler (bench/sgscaler) on a free port, with its secret file and a
+    state dir of its own. `extra_args` go on its command line (e.g. --initial 2)."""
+
+    def __init__(self, secret, admin_port, token, pool="web", extra_args=()):
+        self.dir = tempfile.mkdtemp(prefix="sgscaler-")
+        self.secret = secret
+        self.secret_path = os.path.join(self.dir, "scaler.secret")
+        with open(self.secret_path, "w") as f:
+            f.write(secret + "\n")
+        self.token_path = os.path.join(self.dir, "admin.token")
+        with open(self.token_path, "w") as f:
+            f.write(token + "\n")
+        self.admin_port = admin_port
+        self.pool = pool
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+        self.log_path = os.path.join(self.dir, "sgscaler.log")
+        self._log = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/hooks" % self.port
+
+    def start(self):
+        port_file = os.path.join(self.dir, "port")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [SGSCALER, "--listen", "127.0.0.1:0", "--port-file", port_file,
+             "--secret-file", self.secret_path, "--admin", "http://127.0.0.1:%d" % self.admin_port,
+             "--admin-token-file", self.token_path, "--pool", self.pool,
+             "--backend-bin", SGBACKEND, "--state-dir", os.path.join(self.dir, "state")]
+            + self.extra_args,
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        def port_written():
+            if self.proc.poll() is not None:
+                raise HarnessError("sgscaler exited with %s: %s" % (self.proc.returncode, self.log()))
+            try:
+                with open(port_file) as f:
+                    text = f.read().strip()
+            except FileNotFoundError:
+                return None
+            return int(text) if text else None
+        self.port = wait_until(port_written, START_TIMEOUT, what="sgscaler port file")
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def instances(self):
+        """GET /instances: {id: instance dict}."""
+        r = request(self.port, "GET", "/instances", headers=[("Connection", "close")])
+        if r.status != 200:
+            raise HarnessError("GET /instances: %s" % r)
+        return {i["id"]: i for i in json.loads(r.body.decode("utf-8"))["instances"]}
+
+    def post(self, body, msg_id=None, timestamp=None, signature=None, secret=None):
+        """POSTs a webhook signed with the scaler's secret (or `secret`); `signature` replaces
+        the computed one. Returns the Response."""
+        body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        msg_id = msg_id or "msg_" + os.urandom(8).hex()
+        timestamp = str(int(time.time()) if timestamp is None else timestamp)
+        if signature is None:
+            signature = sign_webhook(secret or self.secret, msg_id, timestamp, body)
+        return request(self.port, "POST", "/hooks", body=body,
+                       headers=[("Content-Type", "application/json"), ("webhook-id", msg_id),
+                                ("webhook-timestamp", timestamp),
+                                ("webhook-signature", signature), ("Connection", "close")])
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                _kill(self.proc)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def sign_webhook(secret, msg_id, timestamp, body):
+    """Standard Webhooks v1 signature: "v1," + base64(HMAC-SHA256(key, id.timestamp.body));
+    a whsec_ secret's key is the base64 after the prefix, any other secret is its raw bytes."""
+    import base64
+    import hashlib
+    import hmac
+    key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    mac = hmac.new(key, ("%s.%s." % (msg_id, timestamp)).encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
 
 
 class Fleet:
