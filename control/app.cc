@@ -104,6 +104,27 @@ int App::run() {
     publishIfChanged();
     return persistNow();
   };
+  hooks.pool_action = [this](const std::string& pool, const std::string& action,
+                             const std::string& method, const std::string& body) {
+    return autoscale_->poolAction(pool, action, method, body);
+  };
+  hooks.decorate_pool = [this](const std::string& pool, nlohmann::json* j) {
+    autoscale_->decoratePool(pool, j);
+  };
+  autoscale_ = std::make_unique<AutoscaleController>(
+      base_, *registry_, SystemClock::instance(), outboxPathFor(state_path_), [this] {
+        publishIfChanged();
+        persistIfChanged();
+      });
+  st = autoscale_->applyConfig(*config_);
+  if (st.isOk()) st = autoscale_->start();
+  if (!st.isOk()) {
+    SG_LOG(kError, "cannot start: autoscale: %s", st.message().c_str());
+    autoscale_.reset();
+    proxy_->drain(Duration::zero());
+    proxy_->join();
+    return 1;
+  }
   admin_ = std::make_unique<AdminServer>(base_, *registry_, std::move(hooks));
   Result<std::string> token = readAdminToken(*config_);
   st = token.status();
@@ -141,6 +162,7 @@ int App::run() {
 
   prober_.reset();
   admin_.reset();
+  autoscale_.reset();  // pending webhooks stay in the outbox for the next start
   proxy_->join();
   sockets_->closeEverything();
   for (auto& [gen, fds] : retired_) ListenSocketTable::closeAll(fds);
@@ -214,6 +236,11 @@ std::string App::renderMetricsText() {
   in.version = SG_VERSION;
   in.config_reloads_ok = reloads_ok_;
   in.config_reloads_failed = reloads_failed_;
+  if (autoscale_) {
+    in.extra = [this](std::vector<prometheus::MetricFamily>& out) {
+      autoscale_->addMetrics(out);
+    };
+  }
   return renderMetrics(in);
 }
 
@@ -274,10 +301,12 @@ void App::onProbeResult(const std::string& pool, const std::string& member, cons
   if (m == nullptr) return;
   bool was_transitioning = m->transitioning;
   const config::HealthCheck& hc = p->cfg->health;
-  bool was_ok = m->probeHealthy(hc);
+  // What the data paths see (a member that joined late and passes its `rise` probes goes from
+  // not eligible to eligible even though probeHealthy() said yes all along).
+  bool was_ok = m->healthEligible(hc);
   HealthState before = m->health;
   HealthChange change = applyProbe(*m, o, hc, SystemClock::instance().wallNow());
-  bool now_ok = m->probeHealthy(hc);
+  bool now_ok = m->healthEligible(hc);
   if (change != HealthChange::kNone) {
     std::string detail = std::string(healthStateName(before)) + " -> " +
                          healthStateName(m->health) + (o.ok ? "" : " (" + o.error + ")");
@@ -356,6 +385,11 @@ void App::reload() {
   config_ = cfg;
   current_sockets_ = std::move(socks);
   registry_->applyConfig(config_);
+  if (Status as = autoscale_->applyConfig(*config_); !as.isOk()) {
+    logEvent(LogLevel::kError, "autoscale settings not fully applied; the old scaler is kept",
+             {{"error", as.message()}});
+    registry_->addEvent("reload_warning", "", "", as.message());
+  }
   registry_->addEvent("config_reloaded", "", "", opts_.config_path);
   registry_->markChanged();
   publishIfChanged();

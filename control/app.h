@@ -17,6 +17,7 @@
 #include "config/model.h"
 #include "config/snapshot.h"
 #include "control/admin_server.h"
+#include "control/autoscale_controller.h"
 #include "control/listen_sockets.h"
 #include "control/pool_registry.h"
 #include "control/prober.h"
@@ -69,6 +70,7 @@ class App {
   std::unique_ptr<ListenerStatsTable> listener_stats_;
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<AutoscaleController> autoscale_;
   std::vector<config::ListenSockets> current_sockets_;
   uint64_t published_version_ = 0;
   uint64_t saved_persist_version_ = 0;

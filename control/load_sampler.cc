@@ -74,7 +74,7 @@ std::vector<PoolLoadSample> LoadSampler::sample(const PoolRegistry& registry, Mo
     double weight_sum = 0;
     uint32_t in_service = 0;
     for (const MemberRecord& m : p.members) {
-      if (!m.probeHealthy(hc) || m.ejected || m.drain != DrainState::kNone) continue;
+      if (!m.healthEligible(hc) || m.ejected || m.drain != DrainState::kNone) continue;
       weight_sum += m.spec.weight;
       ++in_service;
     }
@@ -105,7 +105,7 @@ std::vector<PoolLoadSample> LoadSampler::sample(const PoolRegistry& registry, Mo
       pool_rps += rps;
       pool_answers += cur.answers >= prev.answers ? cur.answers - prev.answers : 0;
       pool_errors += cur.errors >= prev.errors ? cur.errors - prev.errors : 0;
-      if (!m.probeHealthy(hc) || m.ejected || m.drain != DrainState::kNone) continue;
+      if (!m.healthEligible(hc) || m.ejected || m.drain != DrainState::kNone) continue;
       const double norm = flexible && m.spec.weight > 0 ? mean_weight / m.spec.weight : 1.0;
       per_member["requests_per_second"].push_back(rps * norm);
       per_member["bytes_in_per_second"].push_back(rate(cur.bytes_in, prev.bytes_in, seconds));

@@ -282,6 +282,12 @@ bool MemberRecord::probeHealthy(const config::HealthCheck& hc) const {
   return hc.initially_healthy;
 }
 
+bool MemberRecord::healthEligible(const config::HealthCheck& hc) const {
+  const bool joined_late =
+      hc.enabled && health == HealthState::kUnknown && ready_since != MonoTime{};
+  return !joined_late && probeHealthy(hc);
+}
+
 const MemberRecord* PoolRecord::indexed(const std::string& id) const {
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (index_data_ != members.data() || index_size_ != members.size() || attempt == 1) {

@@ -78,6 +78,11 @@ struct MemberRecord {
 
   // Healthy by probes (kUnknown counts as the configured initial state).
   bool probeHealthy(const config::HealthCheck& hc) const;
+  // May take traffic as far as health goes: probeHealthy(), except that a member that joined
+  // while running (scale-out, API, reload, a new version) may still be booting, so with probes
+  // configured it waits for `rise` good ones. The configured initial state covers only members
+  // present at process start (their ready_since is zero).
+  bool healthEligible(const config::HealthCheck& hc) const;
 };
 
 struct PoolRecord {

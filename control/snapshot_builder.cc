@@ -42,12 +42,7 @@ std::shared_ptr<const config::Snapshot> buildSnapshot(
     std::vector<bool> ok(pool.members.size(), false);
     for (size_t i = 0; i < pool.members.size(); ++i) {
       const MemberRecord* m = recs[i];
-      // A member that joined while running (scale-out, API, reload) may still be booting:
-      // with probes configured it waits for `rise` good ones. The configured initial state
-      // covers members present at process start (their ready_since is zero).
-      bool joined_late = m != nullptr && pool.health.enabled &&
-                         m->health == HealthState::kUnknown && m->ready_since != MonoTime{};
-      ok[i] = m == nullptr || (!joined_late && m->probeHealthy(pool.health) && !m->ejected);
+      ok[i] = m == nullptr || (m->healthEligible(pool.health) && !m->ejected);
       if (ok[i]) ++eligible;
     }
     const config::LowHealthPolicy& lh = pool.low_health;

@@ -698,6 +698,27 @@ TEST_F(PoolRegistryTest, UndrainReturnsAMemberToTraffic) {
   EXPECT_EQ(reg_.undrainMember("web", "nope", "").code(), StatusCode::kNotFound);
 }
 
+TEST_F(PoolRegistryTest, MembersThatJoinLateWaitForTheirProbes) {
+  reg_.applyConfig(configFrom(R"(listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools:
+  web:
+    health: { type: http, path: /health }
+    members:
+      - { id: vm-0, address: 10.0.0.1:80 }
+)"));
+  const config::HealthCheck& hc = reg_.findPool("web")->cfg->health;
+  MemberRecord* at_start = reg_.findPool("web")->find("vm-0");
+  at_start->ready_since = MonoTime{};  // present at process start: the initial state applies
+  EXPECT_TRUE(at_start->healthEligible(hc));
+  ASSERT_TRUE(reg_.upsertMember("web", "vm-1", spec("10.0.0.2:80")).isOk());
+  MemberRecord* late = reg_.findPool("web")->find("vm-1");
+  EXPECT_TRUE(late->probeHealthy(hc));     // unknown counts as the initial state...
+  EXPECT_FALSE(late->healthEligible(hc));  // ...but a member that joined late waits
+  late->health = HealthState::kHealthy;
+  EXPECT_TRUE(late->healthEligible(hc));
+}
+
 TEST(StateFilePath, NextToTheConfigUnlessSet) {
   config::Config cfg;
   cfg.path = "/etc/scalegate/scalegate.yaml";
