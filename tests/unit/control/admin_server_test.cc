@@ -27,6 +27,7 @@ constexpr char kConfig[] = R"(listeners:
   - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
 pools:
   web:
+    mode: flexible  # members differ in weight
     balance: least_request
     health: { type: http, path: /health }
     drain_timeout: 10s

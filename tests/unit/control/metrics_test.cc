@@ -40,6 +40,7 @@ listeners:
       - { path_prefix: /, pool: web }
 pools:
   web:
+    mode: flexible  # members differ in weight
     health: { type: http, path: /health, interval: 2s, timeout: 1s, rise: 2, fall: 3 }
     members:
       - { id: vm-0, address: 127.0.0.1:9001, weight: 3 }

@@ -245,6 +245,7 @@ TEST_F(PoolRegistryTest, ReloadKeepsSurvivorsStateAndStats) {
   - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
 pools:
   web:
+    mode: flexible
     members:
       - { id: vm-2, address: 10.0.0.3:80 }
       - { id: vm-0, address: 10.0.0.1:80, weight: 4 }
