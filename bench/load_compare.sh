@@ -247,6 +247,13 @@ for s in "${scenarios[@]}"; do
     -v ca="$(median "$s" sgload 7)" -v cb="$(median "$s" "$o" 7)" \
     'BEGIN { printf "%-4s sgload / %-6s rps %.3f  mean latency %.3f  generator cpu/req %.3f\n", s, o, ra / rb, ma / mb, ca / cb }'
 done
+if [[ ,$only, == *,h1,* ]]; then
+  # The issue's "raw speed" check: closed loop, 1 thread each, same nginx, same run.
+  awk -v a="$(median h1 sgload 5)" -v b="$(median h1 wrk 5)" \
+    -v ca="$(median h1 sgload 7)" -v cb="$(median h1 wrk 7)" \
+    'BEGIN { printf "raw speed (h1, -t1 -c'"$connections"', closed loop): sgload %.0f req/s, wrk %.0f req/s, ratio %.3f: %s; generator cpu/req ratio %.3f\n",
+             a, b, a / b, a >= b ? "sgload at least as fast as wrk" : "sgload SLOWER than wrk", ca / cb }'
+fi
 errors=$(awk -F'\t' '{ e += $8 } END { print e + 0 }' "$results")
 echo "wrote $summary"
 ((errors == 0)) || { echo "errors: $errors (see the rounds above)"; exit 1; }
