@@ -339,11 +339,12 @@ sg_scalegate_supports() {
 
 sg_stop_proxy() {
   local pid
-  for pid in "${SG_PROXY_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  # nginx workers may already be gone once their master has stopped them: not an error.
+  for pid in "${SG_PROXY_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   local deadline=$((SECONDS + 5))
   for pid in "${SG_PROXY_PIDS[@]}"; do
     while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   SG_PROXY_PIDS=()
   return 0

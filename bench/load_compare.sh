@@ -252,7 +252,7 @@ if [[ ,$only, == *,h1,* ]]; then
   awk -v a="$(median h1 sgload 5)" -v b="$(median h1 wrk 5)" \
     -v ca="$(median h1 sgload 7)" -v cb="$(median h1 wrk 7)" \
     'BEGIN { printf "raw speed (h1, -t1 -c'"$connections"', closed loop): sgload %.0f req/s, wrk %.0f req/s, ratio %.3f: %s; generator cpu/req ratio %.3f\n",
-             a, b, a / b, a >= b ? "sgload at least as fast as wrk" : "sgload SLOWER than wrk", ca / cb }'
+             a, b, a / b, (a >= b ? "sgload at least as fast as wrk" : "sgload SLOWER than wrk"), ca / cb }'
 fi
 errors=$(awk -F'\t' '{ e += $8 } END { print e + 0 }' "$results")
 echo "wrote $summary"
