@@ -31,6 +31,7 @@ SG_PROXY_PIDS=()
 SG_LAST_PORT=""
 SG_LAST_PID=""
 SG_WORKERS=1 # proxy worker threads (scalegate --workers, HAProxy nbthread) or nginx processes
+SG_NICE=0    # nice -n for every process started (negative: ahead of other work; needs root)
 SG_TLS=""    # downstream (client -> proxy): "" plain HTTP/1.1, "tls" HTTPS/1.1, "h2" HTTP/2+TLS
 SG_CERT=""
 SG_KEY=""
@@ -101,7 +102,7 @@ sg_start_backend() {
   sg_ensure_built sgbackend "$SG_SGBACKEND"
   local port_file=$SG_TMP/$id.port
   rm -f "$port_file"
-  taskset -c "$cpu" "$SG_SGBACKEND" --id "$id" --listen 127.0.0.1:0 \
+  nice -n "$SG_NICE" taskset -c "$cpu" "$SG_SGBACKEND" --id "$id" --listen 127.0.0.1:0 \
     --port-file "$port_file" "$@" >"$SG_TMP/$id.log" 2>&1 &
   SG_LAST_PID=$!
   sg_track "$SG_LAST_PID"
@@ -241,7 +242,7 @@ sg_start_proxy() {
   case $name in
     haproxy)
       sg_write_haproxy_cfg "$dir/haproxy.cfg" "$port" "$maxconn" "$@"
-      taskset -c "$cpu" haproxy -db -f "$dir/haproxy.cfg" >"$dir/log" 2>&1 &
+      nice -n "$SG_NICE" taskset -c "$cpu" haproxy -db -f "$dir/haproxy.cfg" >"$dir/log" 2>&1 &
       pid=$!
       ;;
     nginx | nginx-return)
@@ -250,19 +251,19 @@ sg_start_proxy() {
       else
         sg_write_nginx_conf "$dir" "$port" "$maxconn"
       fi
-      taskset -c "$cpu" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/log" 2>&1 &
+      nice -n "$SG_NICE" taskset -c "$cpu" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/log" 2>&1 &
       pid=$!
       ;;
     scalegate)
       sg_ensure_built scalegate "$SG_SCALEGATE"
       sg_write_scalegate_cfg "$dir/scalegate.yaml" "$port" "$@"
-      taskset -c "$cpu" "$SG_SCALEGATE" --config "$dir/scalegate.yaml" \
+      nice -n "$SG_NICE" taskset -c "$cpu" "$SG_SCALEGATE" --config "$dir/scalegate.yaml" \
         --workers "$SG_WORKERS" >"$dir/log" 2>&1 &
       pid=$!
       ;;
     sgbackend)
       sg_ensure_built sgbackend "$SG_SGBACKEND"
-      taskset -c "$cpu" "$SG_SGBACKEND" --id b1 --listen "127.0.0.1:$port" \
+      nice -n "$SG_NICE" taskset -c "$cpu" "$SG_SGBACKEND" --id b1 --listen "127.0.0.1:$port" \
         --threads "$SG_WORKERS" --quiet >"$dir/log" 2>&1 &
       pid=$!
       ;;

@@ -31,6 +31,8 @@ usage: $0 [options]
   --h2-connections N    HTTP/2 connections, h2load -c / sgload -c (default $h2_connections)
   --h2-streams N        HTTP/2 streams per connection, h2load -m / sgload -m (default $h2_streams)
   --only LIST           scenarios, comma-separated, from h1,h2,h2c,tls (default $only)
+  --nice N              nginx and the load generators at this nice value (default 0;
+                        e.g. -10, as root, to be less disturbed by other work)
   --out DIR             where load_compare.tsv goes (default $out_dir)
 env: SG_BIN_DIR (default build/release) holds bench/sgload, built with the release preset when
      missing there; SG_SGLOAD names the binary instead.
@@ -45,6 +47,7 @@ while (($#)); do
     --h2-connections) h2_connections=$2; shift 2 ;;
     --h2-streams) h2_streams=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --nice) SG_NICE=$2; shift 2 ;;
     --out) out_dir=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -53,6 +56,7 @@ done
 for v in "$rounds" "$duration" "$connections" "$h2_connections" "$h2_streams"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || sg_die "--rounds/--duration/--connections/--h2-* want whole numbers > 0"
 done
+[[ $SG_NICE =~ ^-?[0-9]+$ ]] || sg_die "--nice wants a whole number"
 ((duration <= 600)) || sg_die "--duration is at most 600 s"
 IFS=, read -r -a scenarios <<<"$only"
 for s in "${scenarios[@]}"; do
@@ -107,7 +111,7 @@ http {
   server { listen 127.0.0.1:${port[h2c]} http2; location / { return 200 "b1\n"; } }
 }
 EOF
-taskset -c "$server_cpu" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
+nice -n "$SG_NICE" taskset -c "$server_cpu" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
   >"$dir/log" 2>&1 &
 sg_track $! # SIGTERM on exit: the master stops its worker
 for s in h1 tls h2 h2c; do
@@ -139,7 +143,7 @@ to_us() {
 # that have been waited for, which is exactly the tool.
 run_measured() {
   (
-    taskset -c "$load_cpu" timeout $((duration + 30)) "$@" >"$SG_TMP/run.out" 2>&1 || exit 3
+    nice -n "$SG_NICE" taskset -c "$load_cpu" timeout $((duration + 30)) "$@" >"$SG_TMP/run.out" 2>&1 || exit 3
     times >"$SG_TMP/run.times"
   ) || {
     cat "$SG_TMP/run.out" >&2

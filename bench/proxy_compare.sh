@@ -45,6 +45,8 @@ usage: $0 [options]
                       nginx-return  nginx answering 'return 200' by itself
                       ("--only sgbackend,nginx-return --protocols http1" compares sgbackend
                       with nginx)
+  --nice N            run the proxies, backends and load generator at this nice value (default
+                      0; e.g. -10, as root, to be less disturbed by other work on the machine)
   --path P            request path (default $path)
   --out DIR           where the TSV and the PNG chart go (default $out_dir)
 env: SG_BIN_DIR (default build/release) holds bench/sgbackend, bench/sgload and
@@ -65,6 +67,7 @@ while (($#)); do
     --h2-streams) h2_streams=$2; shift 2 ;;
     --driver) driver=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --nice) SG_NICE=$2; shift 2 ;;
     --path) path=$2; shift 2 ;;
     --out) out_dir=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
@@ -73,6 +76,7 @@ while (($#)); do
 done
 [[ $rounds =~ ^[1-9][0-9]*$ && $duration =~ ^[1-9][0-9]*$ && $warmup =~ ^[0-9]+$ ]] ||
   sg_die "--rounds/--duration/--warmup want whole numbers"
+[[ $SG_NICE =~ ^-?[0-9]+$ ]] || sg_die "--nice wants a whole number"
 for v in "$connections" "$h2_connections" "$h2_streams"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || sg_die "--connections/--h2-* want whole numbers > 0"
 done
@@ -157,7 +161,7 @@ case $driver in
   sgload) drv_desc="sgload -t1 closed loop: http1/tls -c$connections, h2 --h2 -c$h2_connections -m$h2_streams" ;;
   wrk) drv_desc="wrk -t1 -c$connections --latency" ;;
 esac
-echo "load: $drv_desc, ${duration}s runs, ${warmup}s warm-up each, $rounds rounds, path $path"
+echo "load: $drv_desc, ${duration}s runs, ${warmup}s warm-up each, $rounds rounds, path $path, nice $SG_NICE"
 echo "pinning ($ncpu CPUs): load generator + backends on CPU $load_cpu; a 1-worker target alone on CPU 1;"
 echo "  a 2-worker target on CPUs 0,1, sharing CPU 0 with the load generator and the backends"
 echo "  (2-worker req/s shows use of a second core on a saturated 2-core box, not scaling)"
@@ -189,7 +193,7 @@ drive() {
     esac
     cmd+=("$url")
   fi
-  taskset -c "$load_cpu" timeout $((secs + 30)) "${cmd[@]}" >"$SG_TMP/drive.out" 2>&1 || rc=$?
+  nice -n "$SG_NICE" taskset -c "$load_cpu" timeout $((secs + 30)) "${cmd[@]}" >"$SG_TMP/drive.out" 2>&1 || rc=$?
   return $rc
 }
 
