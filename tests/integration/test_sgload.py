@@ -11,6 +11,7 @@ Every sgload run is bounded (`-d` or `-n`, plus a subprocess timeout); all on lo
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -399,6 +400,42 @@ class RequestTemplateTest(SgloadTestCase):
             names = [n.lower() for n, _ in headers]
             self.assertEqual(sorted(names), ["host", "user-agent"], (line, headers))
             self.assertEqual(body, b"", line)
+
+
+class TextOutputTest(SgloadTestCase):
+    def test_threads_progress_and_every_percentile(self):
+        """Without --json: a live progress line each second on stderr, and the summary's
+        fixed lines with p50 ... p99.99 and max; -t 2 runs two event loops."""
+        b = self.backend("text")
+        # Every response takes 20 ms (and a little more on a busy machine): the median is
+        # within 5% of it, every percentile and the max at or above it, in order.
+        cmd = [SGLOAD, "-t", "2", "-c", "4", "-d", "3s", self.url(b, "/delay/20")]
+        p = subprocess.run(cmd, capture_output=True, timeout=3 + RUN_GRACE,
+                           stdin=subprocess.DEVNULL)
+        out, err = p.stdout.decode(), p.stderr.decode()
+        what = "%s\nstdout:\n%s\nstderr:\n%s" % (" ".join(cmd), out, err)
+        self.assertEqual(p.returncode, 0, what)
+        self.assertIn("4 connections, 2 threads, HTTP/1.1", out, what)
+        progress = re.findall(r"^\[\s*(\d+)s\]\s+(\d+) req/s .* total (\d+)$", err, re.M)
+        self.assertGreaterEqual(len(progress), 2, what)
+        self.assertEqual([int(sec) for sec, _, _ in progress[:2]], [1, 2], what)
+        for _, rps, _ in progress:  # 4 connections x 1 / 20 ms = 200/s at most
+            self.assertTrue(50 <= int(rps) <= 200, what)
+        m = re.search(r"^latency p50 ([\d.]+) us p90 ([\d.]+) us p99 ([\d.]+) us p99\.9 "
+                      r"([\d.]+) us p99\.99 ([\d.]+) us max ([\d.]+) us$", out, re.M)
+        self.assertIsNotNone(m, what)
+        values = [float(v) for v in m.groups()]
+        self.assertEqual(values, sorted(values), what)
+        self.assertGreaterEqual(values[0], 20000, what)
+        self.assertLessEqual(values[0], 21000, what)
+        self.assertLessEqual(values[-1], 100000, what)
+        requests = int(re.search(r"^requests: (\d+)$", out, re.M).group(1))
+        self.assertIn("status 200: %d\n" % requests, out, what)
+        self.assertIn("errors connect 0 timeout 0 reset 0 protocol 0", out, what)
+        self.assertGreater(requests, 150, what)
+        # The last progress line's running total never exceeds what the summary counts
+        # plus what was in flight at the end.
+        self.assertLessEqual(int(progress[-1][2]), requests + 4, what)
 
 
 class ProtocolErrorsTest(SgloadTestCase):
