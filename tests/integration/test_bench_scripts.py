@@ -110,8 +110,11 @@ class LoadCompareTest(unittest.TestCase):
         what = "stdout:\n%s\nstderr:\n%s" % (out, err)
         self.assertEqual(rc, 0, what)
         self.assertRegex(out, r"raw speed \(h1, -t1 -c64, closed loop\): sgload [0-9]+ req/s, "
-                         r"wrk [0-9]+ req/s, ratio [0-9.]+: sgload (at least as fast as|SLOWER "
-                         r"than) wrk", what)
+                         r"wrk [0-9]+ req/s, ratio [0-9.]+\n", what)
+        self.assertRegex(out, r"generator capacity \(1 s / generator cpu per request\): "
+                         r"sgload [0-9]+ req/s, wrk [0-9]+ req/s, ratio [0-9.]+\n", what)
+        self.assertRegex(out, r"raw speed verdict: sgload (at least as fast|capacity at least|"
+                         r"SLOWER)", what)
 
 
 if __name__ == "__main__":
