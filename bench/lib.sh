@@ -208,8 +208,10 @@ sg_write_scalegate_cfg() {
   local file=$1 port=$2
   shift 2
   {
+    # The admin API defaults to 127.0.0.1:9900, which another scalegate may hold: a free port.
     cat <<EOF
 log: { level: warn }
+admin: { listen: 127.0.0.1:$(sg_free_port) }
 listeners:
   - name: web
     protocol: http
