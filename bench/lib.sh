@@ -9,7 +9,13 @@
 #   sg_ensure_built TARGET BIN  build a CMake target with the release preset if BIN is missing
 #   sg_start_backend ID CPU [ARGS...]   start sgbackend pinned to CPU; sets SG_LAST_PORT, SG_LAST_PID
 #   sg_start_proxy NAME CPU PORT BACKEND_PORT...  start haproxy|nginx|scalegate; sets SG_PROXY_PIDS
+#                            (CPU is a taskset list: "1" or "0,1"); $SG_WORKERS threads/processes,
+#                            $SG_TLS ("" plain, "tls" HTTPS/1.1, "h2" HTTP/2 over TLS) downstream
+#   sg_proxy_pids            SG_PROXY_PIDS again (nginx: master + the workers alive now)
 #   sg_stop_proxy            stop what sg_start_proxy started
+#   sg_make_cert DIR         throwaway self-signed P-256 cert: sets SG_CERT, SG_KEY, SG_CERT_KEY_PEM
+#   sg_scalegate_tls_yaml MODE   the scalegate listener's TLS lines (the one place to change)
+#   sg_scalegate_supports MODE   0 when this scalegate build accepts such a listener (--check)
 #   sg_cpu_us PID...         utime+stime of the processes, in microseconds
 #   sg_rss_kb PID            VmRSS in kB
 
@@ -24,6 +30,12 @@ SG_PIDS=()
 SG_PROXY_PIDS=()
 SG_LAST_PORT=""
 SG_LAST_PID=""
+SG_WORKERS=1 # proxy worker threads (scalegate --workers, HAProxy nbthread) or nginx processes
+SG_NICE=0    # nice -n for every process started (negative: ahead of other work; needs root)
+SG_TLS=""    # downstream (client -> proxy): "" plain HTTP/1.1, "tls" HTTPS/1.1, "h2" HTTP/2+TLS
+SG_CERT=""
+SG_KEY=""
+SG_CERT_KEY_PEM=""
 
 sg_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 sg_die() { echo "error: $*" >&2; exit 2; }
@@ -90,7 +102,7 @@ sg_start_backend() {
   sg_ensure_built sgbackend "$SG_SGBACKEND"
   local port_file=$SG_TMP/$id.port
   rm -f "$port_file"
-  taskset -c "$cpu" "$SG_SGBACKEND" --id "$id" --listen 127.0.0.1:0 \
+  nice -n "$SG_NICE" taskset -c "$cpu" "$SG_SGBACKEND" --id "$id" --listen 127.0.0.1:0 \
     --port-file "$port_file" "$@" >"$SG_TMP/$id.log" 2>&1 &
   SG_LAST_PID=$!
   sg_track "$SG_LAST_PID"
@@ -109,7 +121,7 @@ sg_write_haproxy_cfg() {
   {
     cat <<EOF
 global
-  nbthread 1
+  nbthread $SG_WORKERS
   maxconn $maxconn
   # maxconn reserves two descriptors per connection; when that is above the hard ulimit (the
   # idle-connection test) start anyway: idle clients leave the server side unused.
@@ -125,7 +137,7 @@ defaults
   timeout http-keep-alive 60s
   timeout http-request 60s
 frontend web
-  bind 127.0.0.1:$port
+  bind 127.0.0.1:$port$(sg_haproxy_bind_tls)
   maxconn $maxconn
   default_backend pool
 backend pool
@@ -150,7 +162,7 @@ sg_write_nginx_conf() {
   {
     cat <<EOF
 daemon off;
-worker_processes 1;
+worker_processes $SG_WORKERS;
 worker_rlimit_nofile $nofile;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -167,7 +179,8 @@ http {
 EOF
     if (($# == 0)); then
       # No backends: nginx answers by itself (the reference for sgbackend's own speed).
-      printf '  server { listen 127.0.0.1:%s; location / { return 200 "b1\\n"; } }\n' "$port"
+      printf '  server { listen 127.0.0.1:%s%s; %s location / { return 200 "b1\\n"; } }\n' \
+        "$port" "$(sg_nginx_listen_tls)" "$(sg_nginx_server_tls)"
     else
       echo "  upstream pool {"
       local p
@@ -177,7 +190,8 @@ EOF
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:$port;
+    listen 127.0.0.1:$port$(sg_nginx_listen_tls);
+    $(sg_nginx_server_tls)
     location / {
       proxy_pass http://pool;
       proxy_http_version 1.1;
@@ -194,10 +208,16 @@ sg_write_scalegate_cfg() {
   local file=$1 port=$2
   shift 2
   {
+    # The admin API defaults to 127.0.0.1:9900, which another scalegate may hold: a free port.
     cat <<EOF
 log: { level: warn }
+admin: { listen: 127.0.0.1:$(sg_free_port) }
 listeners:
-  - { name: web, protocol: http, listen: 127.0.0.1:$port, routes: [ { path_prefix: /, pool: web } ] }
+  - name: web
+    protocol: http
+    listen: 127.0.0.1:$port
+    routes: [ { path_prefix: /, pool: web } ]
+$(sg_scalegate_tls_yaml "$SG_TLS")
 pools:
   web:
     balance: round_robin
@@ -224,7 +244,7 @@ sg_start_proxy() {
   case $name in
     haproxy)
       sg_write_haproxy_cfg "$dir/haproxy.cfg" "$port" "$maxconn" "$@"
-      taskset -c "$cpu" haproxy -db -f "$dir/haproxy.cfg" >"$dir/log" 2>&1 &
+      nice -n "$SG_NICE" taskset -c "$cpu" haproxy -db -f "$dir/haproxy.cfg" >"$dir/log" 2>&1 &
       pid=$!
       ;;
     nginx | nginx-return)
@@ -233,20 +253,20 @@ sg_start_proxy() {
       else
         sg_write_nginx_conf "$dir" "$port" "$maxconn"
       fi
-      taskset -c "$cpu" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/log" 2>&1 &
+      nice -n "$SG_NICE" taskset -c "$cpu" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/log" 2>&1 &
       pid=$!
       ;;
     scalegate)
       sg_ensure_built scalegate "$SG_SCALEGATE"
       sg_write_scalegate_cfg "$dir/scalegate.yaml" "$port" "$@"
-      taskset -c "$cpu" "$SG_SCALEGATE" --config "$dir/scalegate.yaml" \
-        --workers 1 >"$dir/log" 2>&1 &
+      nice -n "$SG_NICE" taskset -c "$cpu" "$SG_SCALEGATE" --config "$dir/scalegate.yaml" \
+        --workers "$SG_WORKERS" >"$dir/log" 2>&1 &
       pid=$!
       ;;
     sgbackend)
       sg_ensure_built sgbackend "$SG_SGBACKEND"
-      taskset -c "$cpu" "$SG_SGBACKEND" --id b1 --listen "127.0.0.1:$port" \
-        --quiet >"$dir/log" 2>&1 &
+      nice -n "$SG_NICE" taskset -c "$cpu" "$SG_SGBACKEND" --id b1 --listen "127.0.0.1:$port" \
+        --threads "$SG_WORKERS" --quiet >"$dir/log" 2>&1 &
       pid=$!
       ;;
     *) sg_die "unknown proxy '$name'" ;;
@@ -257,19 +277,77 @@ sg_start_proxy() {
     sg_die "$name did not start"
   fi
   SG_PROXY_PIDS=("$pid")
-  if [[ $name == nginx* ]]; then
-    local child
-    for child in $(pgrep -P "$pid"); do SG_PROXY_PIDS+=("$child"); done
-  fi
+  sg_proxy_pids
+}
+
+# nginx forks its workers after it starts listening: list them again when measuring.
+sg_proxy_pids() {
+  local master=${SG_PROXY_PIDS[0]} child
+  SG_PROXY_PIDS=("$master")
+  for child in $(pgrep -P "$master"); do SG_PROXY_PIDS+=("$child"); done
+}
+
+# ---- TLS downstream ------------------------------------------------------------------------
+
+sg_make_cert() {
+  local dir=$1
+  mkdir -p "$dir"
+  SG_CERT=$dir/cert.pem
+  SG_KEY=$dir/key.pem
+  SG_CERT_KEY_PEM=$dir/cert+key.pem
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$SG_KEY" -out "$SG_CERT" 2>/dev/null || sg_die "openssl req failed"
+  cat "$SG_CERT" "$SG_KEY" >"$SG_CERT_KEY_PEM" # HAProxy's crt wants both in one file
+}
+
+sg_haproxy_bind_tls() {
+  case $SG_TLS in
+    tls) echo " ssl crt $SG_CERT_KEY_PEM alpn http/1.1" ;;
+    h2) echo " ssl crt $SG_CERT_KEY_PEM alpn h2,http/1.1" ;;
+  esac
+}
+sg_nginx_listen_tls() {
+  case $SG_TLS in
+    tls) echo " ssl" ;;
+    h2) echo " ssl http2" ;;
+  esac
+}
+sg_nginx_server_tls() {
+  [[ -n $SG_TLS ]] && echo "ssl_certificate $SG_CERT; ssl_certificate_key $SG_KEY;"
+  return 0
+}
+
+# >>> scalegate TLS listener config: the ONE place to change once branch h2tls lands. <<<
+# Prints the lines that go inside the listener entry (4-space indent) for MODE "" (plain
+# HTTP/1.1: nothing), "tls" (HTTPS/1.1) or "h2" (HTTP/2 over TLS, ALPN h2). The key names are
+# a guess until scalegate's `tls:` section exists; sg_scalegate_supports tells whether the
+# binary accepts them.
+sg_scalegate_tls_yaml() {
+  case $1 in
+    tls) echo "    tls: { certificates: [ { cert: $SG_CERT, key: $SG_KEY } ], alpn: [ http/1.1 ] }" ;;
+    h2) echo "    tls: { certificates: [ { cert: $SG_CERT, key: $SG_KEY } ], alpn: [ h2, http/1.1 ] }" ;;
+  esac
+}
+
+# sg_scalegate_supports MODE: 0 when `scalegate --check` accepts a listener of that mode.
+sg_scalegate_supports() {
+  [[ -z $1 ]] && return 0
+  local f=$SG_TMP/scalegate-check-$1.yaml saved=$SG_TLS
+  SG_TLS=$1
+  sg_write_scalegate_cfg "$f" 1 1
+  SG_TLS=$saved
+  "$SG_SCALEGATE" --check "$f" >"$f.out" 2>&1
 }
 
 sg_stop_proxy() {
   local pid
-  for pid in "${SG_PROXY_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  # nginx workers may already be gone once their master has stopped them: not an error.
+  for pid in "${SG_PROXY_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   local deadline=$((SECONDS + 5))
   for pid in "${SG_PROXY_PIDS[@]}"; do
     while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   SG_PROXY_PIDS=()
   return 0

@@ -11,10 +11,13 @@ Every sgload run is bounded (`-d` or `-n`, plus a subprocess timeout); all on lo
 import csv
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -270,6 +273,191 @@ class ErrorKindsTest(SgloadTestCase):
         self.assertEqual(s["requests"], 200, what)
         self.assertEqual(s["status"], {"503": 100, "200": 100}, what)
         self.assertEqual(sum(s["errors"].values()), 0, what)
+
+
+class RecordingServer:
+    """An HTTP/1.1 origin in a thread that keeps every request whole (request line, headers in
+    arrival order, body read by Content-Length) and answers 200 with an empty body."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []  # (request line, [(name, value)], body bytes)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, c):
+        c.settimeout(0.1)
+        buf = b""
+        try:
+            while not self.stopping.is_set():
+                try:
+                    data = c.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    head, rest = buf.split(b"\r\n\r\n", 1)
+                    lines = head.decode("latin-1").split("\r\n")
+                    headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+                    length = sum(int(v) for n, v in headers if n.lower() == "content-length")
+                    if len(rest) < length:
+                        break  # the body is still on its way
+                    buf = rest[length:]
+                    with self.lock:
+                        self.requests.append((lines[0], headers, rest[:length]))
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.sock.close()
+        for t in self.threads:
+            t.join(timeout=2)
+
+
+class RequestTemplateTest(SgloadTestCase):
+    """Method, a list of paths, headers and a body reach the server exactly as asked."""
+
+    def setUp(self):
+        self.server = RecordingServer()
+        self.addCleanup(self.server.stop)
+        self.dir = tempfile.mkdtemp(prefix="sgload-test-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def run_n(self, args, n):
+        args = ["-c", 2, "-n", n] + args + ["http://127.0.0.1:%d/ignored" % self.server.port]
+        s = sgload(args, timeout=RUN_GRACE)
+        what = describe(args, s)
+        self.assertEqual(s["status"], {"200": n}, what)
+        self.assertEqual(sum(s["errors"].values()), 0, what)
+        # sgload has exited after N responses, so the server has recorded all N.
+        with self.server.lock:
+            got = list(self.server.requests)
+            self.server.requests.clear()
+        self.assertEqual(len(got), n, what)
+        return got, what
+
+    def test_method_paths_headers_body(self):
+        got, what = self.run_n(["-X", "POST", "--path", "/a?x=1", "--path", "/b",
+                                "-H", "X-Test: one two", "-H", "Host: example.test",
+                                "-H", "Content-Type: application/json",
+                                "--body", '{"k": 1}'], 10)
+        lines = sorted(line for line, _, _ in got)
+        self.assertEqual(lines, ["POST /a?x=1 HTTP/1.1"] * 5 + ["POST /b HTTP/1.1"] * 5, what)
+        for line, headers, body in got:
+            h = {}
+            for name, value in headers:
+                h.setdefault(name.lower(), []).append(value)
+            self.assertEqual(h.get("host"), ["example.test"], (line, headers))  # replaced, once
+            self.assertEqual(h.get("x-test"), ["one two"], (line, headers))
+            self.assertEqual(h.get("content-type"), ["application/json"], (line, headers))
+            self.assertEqual(h.get("content-length"), ["8"], (line, headers))
+            self.assertEqual(body, b'{"k": 1}', (line, headers))
+
+    def test_body_file_and_paths_file(self):
+        body = bytes(range(256)) * 40  # binary, 10240 bytes: several segments on the wire
+        body_path = os.path.join(self.dir, "body.bin")
+        with open(body_path, "wb") as f:
+            f.write(body)
+        paths_path = os.path.join(self.dir, "paths.txt")
+        with open(paths_path, "w") as f:
+            f.write("/one\r\n/two\n\n/three\n")
+        got, what = self.run_n(["-X", "PUT", "--body-file", body_path,
+                                "--paths-file", paths_path], 9)
+        self.assertEqual(sorted(line for line, _, _ in got),
+                         sorted(["PUT /one HTTP/1.1", "PUT /two HTTP/1.1",
+                                 "PUT /three HTTP/1.1"] * 3), what)
+        for line, _, got_body in got:
+            self.assertEqual(got_body, body, line)
+
+    def test_default_get_has_no_body(self):
+        got, what = self.run_n([], 4)
+        for line, headers, body in got:
+            self.assertEqual(line, "GET /ignored HTTP/1.1", what)
+            names = [n.lower() for n, _ in headers]
+            self.assertEqual(sorted(names), ["host", "user-agent"], (line, headers))
+            self.assertEqual(body, b"", line)
+
+
+class TextOutputTest(SgloadTestCase):
+    def test_threads_progress_and_every_percentile(self):
+        """Without --json: a live progress line each second on stderr, and the summary's
+        fixed lines with p50 ... p99.99 and max; -t 2 runs two event loops."""
+        b = self.backend("text")
+        # Every response takes 20 ms (and a little more on a busy machine): the median is
+        # within 5% of it, every percentile and the max at or above it, in order.
+        cmd = [SGLOAD, "-t", "2", "-c", "4", "-d", "3s", self.url(b, "/delay/20")]
+        p = subprocess.run(cmd, capture_output=True, timeout=3 + RUN_GRACE,
+                           stdin=subprocess.DEVNULL)
+        out, err = p.stdout.decode(), p.stderr.decode()
+        what = "%s\nstdout:\n%s\nstderr:\n%s" % (" ".join(cmd), out, err)
+        self.assertEqual(p.returncode, 0, what)
+        self.assertIn("4 connections, 2 threads, HTTP/1.1", out, what)
+        progress = re.findall(r"^\[\s*(\d+)s\]\s+(\d+) req/s .* total (\d+)$", err, re.M)
+        self.assertGreaterEqual(len(progress), 2, what)
+        self.assertEqual([int(sec) for sec, _, _ in progress[:2]], [1, 2], what)
+        for _, rps, _ in progress:  # 4 connections x 1 / 20 ms = 200/s at most
+            self.assertTrue(50 <= int(rps) <= 200, what)
+        m = re.search(r"^latency p50 ([\d.]+) us p90 ([\d.]+) us p99 ([\d.]+) us p99\.9 "
+                      r"([\d.]+) us p99\.99 ([\d.]+) us max ([\d.]+) us$", out, re.M)
+        self.assertIsNotNone(m, what)
+        values = [float(v) for v in m.groups()]
+        self.assertEqual(values, sorted(values), what)
+        self.assertGreaterEqual(values[0], 20000, what)
+        self.assertLessEqual(values[0], 21000, what)
+        self.assertLessEqual(values[-1], 100000, what)
+        requests = int(re.search(r"^requests: (\d+)$", out, re.M).group(1))
+        self.assertIn("status 200: %d\n" % requests, out, what)
+        self.assertIn("errors connect 0 timeout 0 reset 0 protocol 0", out, what)
+        self.assertGreater(requests, 150, what)
+        # The last progress line's running total never exceeds what the summary counts
+        # plus what was in flight at the end.
+        self.assertLessEqual(int(progress[-1][2]), requests + 4, what)
+
+
+class ProtocolErrorsTest(SgloadTestCase):
+    def test_unparsable_http1_responses(self):
+        b = self.start_py_backend("junk", raw={"/junk": (b"SSH-2.0-OpenSSH\r\n\r\n", False)})
+        args = ["-c", 2, "-d", "1s", "http://%s/junk" % b.address]
+        s = sgload(args, timeout=1 + RUN_GRACE)
+        what = describe(args, s)
+        # Each error closes the connection and opens a new one; a healthy loop makes many.
+        self.assertGreaterEqual(s["errors"]["protocol"], 10, what)
+        self.assertEqual(s["status"], {}, what)
+        self.assertEqual(s["errors"]["connect"] + s["errors"]["timeout"] +
+                         s["errors"]["reset"], 0, what)
+
+    def test_h2c_against_an_http1_server(self):
+        b = self.backend("h1only")
+        args = ["--h2", "-c", 2, "-d", "1s", self.url(b)]
+        s = sgload(args, timeout=1 + RUN_GRACE)
+        what = describe(args, s)
+        self.assertGreater(s["errors"]["protocol"], 0, what)
+        self.assertEqual(s["status"], {}, what)
+        self.assertEqual(s["errors"]["connect"] + s["errors"]["timeout"], 0, what)
 
 
 class OutputAndStopTest(SgloadTestCase):

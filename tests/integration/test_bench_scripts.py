@@ -1,0 +1,121 @@
+"""The side-by-side bench scripts run end to end, briefly: bench/proxy_compare.sh (scalegate,
+HAProxy and nginx for HTTP/1.1, HTTPS/1.1 and HTTP/2 downstream at 1 and 2 workers, driven by
+sgload, and once by wrk) and bench/load_compare.sh (sgload vs wrk). The figures themselves are
+machine-dependent; what is checked is that every row the script claims was measured has
+requests and no errors, that what it cannot run says why, and that the table, the ratios and
+the PNG come out. Runs are 1 s each and bounded by a subprocess timeout; all on loopback.
+"""
+
+import csv
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import harness
+
+BENCH = os.path.join(harness.SOURCE_DIR, "bench")
+TOOLS = ("haproxy", "nginx", "openssl", "wrk", "gnuplot", "taskset")
+
+
+def run_script(args, timeout):
+    env = dict(os.environ, SG_BIN_DIR=harness.BIN_DIR)
+    p = subprocess.run(["bash"] + args, capture_output=True, timeout=timeout, env=env,
+                       stdin=subprocess.DEVNULL)
+    out, err = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+    return p.returncode, out, err
+
+
+@unittest.skipUnless(all(shutil.which(t) for t in TOOLS),
+                     "haproxy, nginx, openssl, wrk, gnuplot (scripts/packages.txt, group test)")
+class ProxyCompareTest(unittest.TestCase):
+    def setUp(self):
+        for binary in ("bench/sgload", "bench/sgbackend", "control/scalegate"):
+            path = os.path.join(harness.BIN_DIR, binary)
+            if not os.access(path, os.X_OK):
+                raise AssertionError("%s not built" % path)
+        self.out = tempfile.mkdtemp(prefix="sg-bench-test-")
+        self.addCleanup(shutil.rmtree, self.out, True)
+
+    def summary(self):
+        with open(os.path.join(self.out, "proxy_compare.tsv"), newline="") as f:
+            return list(csv.DictReader(f, delimiter="\t"))
+
+    def test_all_protocols_and_worker_counts(self):
+        rc, out, err = run_script(
+            [os.path.join(BENCH, "proxy_compare.sh"), "--rounds", "1", "--duration", "1",
+             "--warmup", "0", "--protocols", "http1,tls,h2", "--workers", "1,2",
+             "--out", self.out], timeout=240)
+        what = "stdout:\n%s\nstderr:\n%s" % (out, err)
+        self.assertEqual(rc, 0, what)
+        rows = self.summary()
+        keys = sorted((r["protocol"], r["workers"], r["target"]) for r in rows)
+        self.assertEqual(keys, sorted((p, w, t) for p in ("http1", "tls", "h2")
+                                      for w in ("1", "2")
+                                      for t in ("scalegate", "haproxy", "nginx")), what)
+        for r in rows:
+            if r["target"] == "scalegate" and r["rps"] == "NA":
+                # Only TLS listeners may be missing, and the script says so for each.
+                self.assertIn(r["protocol"], ("tls", "h2"), what)
+                self.assertRegex(out, r"%s\s+%s\s+scalegate\s+scalegate: not supported by "
+                                 r"this build" % (r["protocol"], r["workers"]), what)
+                continue
+            self.assertGreater(float(r["rps"]), 0, "%r\n%s" % (r, what))
+            self.assertGreater(float(r["cpu_us_per_req"]), 0, "%r\n%s" % (r, what))
+            self.assertLessEqual(float(r["p50_us"]), float(r["p99_us"]), r)
+            self.assertEqual(r["errors"], "0", "%r\n%s" % (r, what))
+        # Every proxy spread the load over both backends (round-robin, over HTTP/1.1).
+        for target in ("scalegate", "haproxy", "nginx"):
+            self.assertRegex(out, r"%s \(http1\) answers from: (?=.*b1)(?=.*b2)" % target, what)
+        self.assertRegex(out, r"http1  1w scalegate / haproxy: rps [0-9.]+  p50 [0-9.]+  "
+                         r"p99 [0-9.]+  cpu/req [0-9.]+", what)
+        self.assertRegex(out, r"http1  2w scalegate / nginx: rps [0-9.]+", what)
+        self.assertRegex(out, r"h2     haproxy       rps [0-9.]+  cpu/req [0-9.]+", what)
+        self.assertIn("sharing CPU 0 with the load generator", out)
+        png = os.path.join(self.out, "proxy_compare.png")
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", png)
+
+    def test_wrk_driver(self):
+        rc, out, err = run_script(
+            [os.path.join(BENCH, "proxy_compare.sh"), "--driver", "wrk", "--rounds", "1",
+             "--duration", "1", "--warmup", "0", "--protocols", "http1,tls", "--workers", "1",
+             "--only", "haproxy,nginx", "--out", self.out], timeout=120)
+        what = "stdout:\n%s\nstderr:\n%s" % (out, err)
+        self.assertEqual(rc, 0, what)
+        rows = self.summary()
+        self.assertEqual(len(rows), 4, what)
+        for r in rows:
+            self.assertGreater(float(r["rps"]), 0, "%r\n%s" % (r, what))
+            self.assertEqual(r["errors"], "0", "%r\n%s" % (r, what))
+        self.assertRegex(out, r"tls    1w haproxy / nginx: rps [0-9.]+", what)
+
+    def test_wrk_cannot_drive_h2(self):
+        rc, _, err = run_script([os.path.join(BENCH, "proxy_compare.sh"), "--driver", "wrk",
+                                 "--protocols", "h2", "--out", self.out], timeout=30)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("wrk does not speak HTTP/2", err)
+
+
+@unittest.skipUnless(shutil.which("nginx") and shutil.which("wrk") and shutil.which("openssl"),
+                     "nginx, wrk, openssl (scripts/packages.txt, group test)")
+class LoadCompareTest(unittest.TestCase):
+    def test_raw_speed_line(self):
+        out_dir = tempfile.mkdtemp(prefix="sg-bench-test-")
+        self.addCleanup(shutil.rmtree, out_dir, True)
+        rc, out, err = run_script(
+            [os.path.join(BENCH, "load_compare.sh"), "--rounds", "1", "--duration", "1",
+             "--only", "h1", "--out", out_dir], timeout=120)
+        what = "stdout:\n%s\nstderr:\n%s" % (out, err)
+        self.assertEqual(rc, 0, what)
+        self.assertRegex(out, r"raw speed \(h1, -t1 -c64, closed loop\): sgload [0-9]+ req/s, "
+                         r"wrk [0-9]+ req/s, ratio [0-9.]+\n", what)
+        self.assertRegex(out, r"generator capacity \(1 s / generator cpu per request\): "
+                         r"sgload [0-9]+ req/s, wrk [0-9]+ req/s, ratio [0-9.]+\n", what)
+        self.assertRegex(out, r"raw speed verdict: sgload (at least as fast|capacity at least|"
+                         r"SLOWER)", what)
+
+
+if __name__ == "__main__":
+    unittest.main()
