@@ -166,7 +166,7 @@ class ScaleOutAndInTest(AutoscaleCase):
         self.assertEqual(load.errors, [], load.errors[:5])
 
         # Load falls to a trickle: after the cooldown, scale-in drains before it names members.
-        trickle = SteadyLoad(self.web_port, connections=1, max_seconds=60, pause=0.1).start()
+        trickle = SteadyLoad(self.web_port, connections=1, max_seconds=90, pause=0.2).start()
         self.addCleanup(trickle.stop)
         wait_until(lambda: self.events("scale_in"), 40, interval=0.2, what="scale_in webhook")
         first_in = self.events("scale_in_started")[0]
@@ -181,7 +181,7 @@ class ScaleOutAndInTest(AutoscaleCase):
                 self.assertTrue(drained, "%s named before it drained" % name)
                 self.assertLessEqual(drained[0]["seq"], ev["seq"])
         wait_until(lambda: len(self.pool()["members"]) == 2 and
-                   self.autoscale()["capacity"]["desired"] == 2, 40, interval=0.2,
+                   self.autoscale()["capacity"]["desired"] == 2, 60, interval=0.2,
                    what="back to 2 members")
         trickle.stop()
         self.assertEqual(trickle.errors, [], trickle.errors[:5])

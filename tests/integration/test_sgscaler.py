@@ -35,12 +35,13 @@ class SgscalerTest(ProcessTestCase):
             "listeners": [{"name": "web", "protocol": "http",
                            "listen": "127.0.0.1:%d" % self.web_port,
                            "routes": [{"path_prefix": "/", "pool": "web"}]}],
-            "pools": {"web": {"balance": "round_robin",
+            # Flexible: this test sends upgrade_batch by hand, outside a rolling upgrade, so
+            # versions mix (a uniform pool refuses a second version unless scalegate's own
+            # rolling upgrade rolls it out).
+            "pools": {"web": {"balance": "round_robin", "mode": "flexible",
                               "health": {"type": "http", "path": "/health", "interval": "250ms",
                                          "timeout": "200ms", "rise": 1, "fall": 2,
-                                         # New instances wait for a good probe. (With the
-                                         # default initial_state a member registered while
-                                         # the pool serves is never published; reported.)
+                                         # New instances wait for a good probe.
                                          "initial_state": "unhealthy"}}},
         })
 

@@ -64,23 +64,23 @@ TEST(Loader, LocalExample) {
   ASSERT_EQ(c.pools.count("web"), 1u);
   const Pool& p = c.pools.at("web");
   EXPECT_EQ(p.name, "web");
-  EXPECT_EQ(p.balance, BalanceAlgorithm::kRoundRobin);
+  EXPECT_EQ(p.balance, BalanceAlgorithm::kLeastRequest);
   EXPECT_EQ(p.upstream.retries, 1u);
-  ASSERT_EQ(p.members.size(), 2u);
-  EXPECT_EQ(p.members[0].id, "vm-0");
-  EXPECT_EQ(p.members[0].address.toString(), "127.0.0.1:9001");
-  EXPECT_EQ(p.members[0].zone, "1");
-  EXPECT_EQ(p.members[1].id, "vm-1");
-  EXPECT_EQ(p.members[1].address.toString(), "127.0.0.1:9002");
-  EXPECT_EQ(p.members[1].zone, "2");
+  // The demo's pool starts empty: autoscale asks the local scaler for its instances.
+  EXPECT_TRUE(p.members.empty());
+  EXPECT_TRUE(p.autoscale.enabled);
+  EXPECT_EQ(p.autoscale.min, 2u);
+  EXPECT_EQ(p.autoscale.max, 6u);
+  EXPECT_EQ(p.autoscale.rules.size(), 2u);
+  EXPECT_EQ(p.autoscale.scaler.url, "http://127.0.0.1:9800/hooks");
+  EXPECT_EQ(p.autoscale.zones.size(), 3u);
   EXPECT_TRUE(p.health.enabled);
   EXPECT_EQ(p.health.type, HealthCheckType::kHttp);
   EXPECT_EQ(p.health.path, "/health");
   EXPECT_EQ(p.health.rise, 2u);
   EXPECT_EQ(p.health.fall, 2u);
-  EXPECT_EQ(p.slow_start, std::chrono::seconds(10));
+  EXPECT_EQ(p.slow_start, std::chrono::seconds(5));
   EXPECT_EQ(c.admin.token_file, "/tmp/scalegate-demo/admin.token");
-  EXPECT_FALSE(p.autoscale.enabled);
 }
 
 TEST(Loader, FullExampleSetsEveryKey) {
