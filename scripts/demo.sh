@@ -37,7 +37,7 @@ echo "--- scalegate on http://127.0.0.1:8080/ (logs: $demo/scalegate.log, $demo/
 echo "--- autoscale asks the scaler for the pool's minimum of 2 instances:"
 auth=(-H "Authorization: Bearer $(cat "$demo/admin.token")")
 for _ in $(seq 300); do
-  healthy=$(curl -fsS "${auth[@]}" http://127.0.0.1:9900/v1/pools/web | grep -o '"healthy_count":[0-9]*' | cut -d: -f2 || true)
+  healthy=$(curl -fsS "${auth[@]}" http://127.0.0.1:9900/v1/pools/web | grep -o '"health":"healthy"' | wc -l || true)
   [ "${healthy:-0}" -ge 2 ] && break
   sleep 0.1
 done
