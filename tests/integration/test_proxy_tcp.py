@@ -432,7 +432,7 @@ class TcpProxyTest(ProcessTestCase):
         failed = admin.metrics().value("scalegate_member_connect_failures_total",
                                        pool="p", member="hole") - before
         self.assertGreaterEqual(failed, 1.0)
-        self.assertGreaterEqual(time.monotonic() - t0, 0.28 * failed)  # each waited 300ms
+        self.assertGreaterEqual(time.monotonic() - t0, 0.28)  # waited for the 300ms timeout
 
     # --- half-close -----------------------------------------------------------------------
 
