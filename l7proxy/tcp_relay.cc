@@ -89,6 +89,8 @@ struct TcpConn {
 namespace {
 
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+// Read-and-write rounds one readiness event may run for one direction (bulk transfers).
+constexpr int kRoundsPerEvent = 4;
 
 timeval toTimeval(Duration d) {
   if (d < Duration::zero()) d = Duration::zero();
@@ -248,9 +250,9 @@ void finish(TcpConn* c, bool reset_client, bool reset_member) {
 
 // --- relaying -------------------------------------------------------------------------------
 
-// Reads once from src into the flow's pipe or buffer. >0 bytes, 0 EOF, -1 nothing to read
-// (or no room), -2 error.
-ssize_t readFlow(TcpConn* c, TcpFlow& f, int src) {
+// Reads once from src into the flow's pipe or buffer. >0 bytes (*filled: all the room was
+// used), 0 EOF, -1 nothing to read (or no room), -2 error.
+ssize_t readFlow(TcpConn* c, TcpFlow& f, int src, bool* filled) {
   if (f.pending == 0 && f.pipe.rd < 0 && f.buf == nullptr) {
     if (c->splice && c->relay->mutablePipes().get(&f.pipe)) {
       // piped
@@ -265,7 +267,10 @@ ssize_t readFlow(TcpConn* c, TcpFlow& f, int src) {
       return -1;
     }
     ssize_t n = ::splice(src, nullptr, f.pipe.wr, nullptr, room, kSpliceFlags);
-    if (n >= 0) return n;
+    if (n >= 0) {
+      *filled = static_cast<uint32_t>(n) == room;
+      return n;
+    }
     if (errno == EAGAIN || errno == EINTR) {
       // A pipe counts pages, not bytes: with bytes pending it may be full before `room`.
       if (f.pending > 0) f.full = true;
@@ -287,9 +292,11 @@ ssize_t readFlow(TcpConn* c, TcpFlow& f, int src) {
     f.full = true;
     return -1;
   }
-  ssize_t n = ::read(src, b->data() + b->end, b->room());
+  const uint32_t room = b->room();
+  ssize_t n = ::read(src, b->data() + b->end, room);
   if (n > 0) {
     b->end += static_cast<uint32_t>(n);
+    *filled = static_cast<uint32_t>(n) == room;
     return n;
   }
   if (n == 0) return 0;
@@ -346,41 +353,49 @@ void countWritten(TcpConn* c, bool upward, uint64_t n) {
   }
 }
 
-// Moves bytes of one direction: optionally reads once from its source, then writes what it
-// holds, then re-arms: the source is read while there is room, the destination watched while a
-// write came up short, and an EOF passed on as shutdown(SHUT_WR) once everything is written.
+// Moves bytes of one direction: reads from its source (when `read`), writes what it holds,
+// then re-arms: the source is read while there is room, the destination watched while a write
+// came up short, and an EOF passed on as shutdown(SHUT_WR) once everything is written.
 void pump(TcpConn* c, bool upward, bool read) {
   TcpFlow& f = upward ? c->up : c->down;
   const int src = upward ? c->cfd : c->ufd;
   const int dst = upward ? c->ufd : c->cfd;
-  if (read && !f.src_eof && !f.full) {
-    ssize_t n = readFlow(c, f, src);
-    if (n > 0) {
-      f.pending += static_cast<uint32_t>(n);
-      c->last_active = c->worker->now();
-      countRead(c, upward, static_cast<uint64_t>(n));
-    } else if (n == 0) {
-      f.src_eof = true;
-    } else if (n == -2) {  // reset by the source: the destination learns it the same way
-      finish(c, !upward, upward);
-      return;
+  bool blocked = false;
+  // A read that filled all the room may have left more behind: while each round's bytes are
+  // written at once, go round again (bounded, so other connections get their turn) instead of
+  // paying an epoll_wait per pipe- or buffer-full.
+  for (int round = 0; round < kRoundsPerEvent; ++round) {
+    bool filled = false;
+    if (read && !f.src_eof && !f.full) {
+      ssize_t n = readFlow(c, f, src, &filled);
+      if (n > 0) {
+        f.pending += static_cast<uint32_t>(n);
+        c->last_active = c->worker->now();
+        countRead(c, upward, static_cast<uint64_t>(n));
+      } else if (n == 0) {
+        f.src_eof = true;
+      } else if (n == -2) {  // reset by the source: the destination learns it the same way
+        finish(c, !upward, upward);
+        return;
+      }
     }
-  }
-  if (upward && c->pp_sent < c->pp_len) {
-    if (!sendProxyHeader(c)) return;
-  }
-  bool blocked = upward && c->pp_sent < c->pp_len;
-  if (!blocked && f.pending > 0) {
-    ssize_t n = writeFlow(c, f, dst);
-    if (n == -2) {  // the destination is gone: reset the source
-      finish(c, upward, !upward);
-      return;
+    if (upward && c->pp_sent < c->pp_len) {
+      if (!sendProxyHeader(c)) return;
     }
-    if (n > 0) {
-      c->last_active = c->worker->now();
-      countWritten(c, upward, static_cast<uint64_t>(n));
+    blocked = upward && c->pp_sent < c->pp_len;
+    if (!blocked && f.pending > 0) {
+      ssize_t n = writeFlow(c, f, dst);
+      if (n == -2) {  // the destination is gone: reset the source
+        finish(c, upward, !upward);
+        return;
+      }
+      if (n > 0) {
+        c->last_active = c->worker->now();
+        countWritten(c, upward, static_cast<uint64_t>(n));
+      }
+      blocked = f.pending > 0;
     }
-    blocked = f.pending > 0;
+    if (!filled || blocked) break;
   }
   if (upward) {
     arm(&c->uwev, &c->u_write, blocked);

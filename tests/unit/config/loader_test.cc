@@ -104,6 +104,11 @@ TEST(Loader, FullExampleSetsEveryKey) {
   const Listener& db = c.listeners[1];
   EXPECT_EQ(db.protocol, ListenerProtocol::kTcp);
   EXPECT_EQ(db.pool, "db");
+  EXPECT_EQ(db.tcp.idle, 1h);
+  EXPECT_EQ(db.tcp.connect, 5s);
+  EXPECT_EQ(db.tcp.proxy_protocol, ProxyProtocol::kNone);
+  EXPECT_TRUE(db.tcp.splice);
+  EXPECT_EQ(c.pools.at("db").proxy_protocol, ProxyProtocol::kV2);
   const Listener& vip = c.listeners[2];
   EXPECT_EQ(vip.protocol, ListenerProtocol::kL4);
   EXPECT_EQ(vip.vip.toString(), "10.0.0.10:80");
