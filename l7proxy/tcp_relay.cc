@@ -206,7 +206,7 @@ void releaseFlow(TcpConn* c, TcpFlow& f) {
     f.pipe = PipePool::Pipe();
   }
   if (f.buf != nullptr) {
-    c->worker->buffers().put(f.buf);
+    c->relay->buffers().put(f.buf);
     f.buf = nullptr;
   }
   f.pending = 0;
@@ -257,7 +257,7 @@ ssize_t readFlow(TcpConn* c, TcpFlow& f, int src, bool* filled) {
     if (c->splice && c->relay->mutablePipes().get(&f.pipe)) {
       // piped
     } else {
-      f.buf = c->worker->buffers().get();
+      f.buf = c->relay->buffers().get();
     }
   }
   if (f.pipe.rd >= 0) {
@@ -281,7 +281,7 @@ ssize_t readFlow(TcpConn* c, TcpFlow& f, int src, bool* filled) {
       c->splice = false;
       c->relay->mutablePipes().put(f.pipe, false);
       f.pipe = PipePool::Pipe();
-      f.buf = c->worker->buffers().get();
+      f.buf = c->relay->buffers().get();
     } else {
       return -2;
     }

@@ -12,9 +12,9 @@
 // per-worker pool, are taken when a direction has bytes in flight and given back when it is
 // empty, so an idle connection holds none. Where splice() cannot be used (listener
 // `splice: false`, no pipe available, or the kernel refuses) a direction falls back to
-// read()/write() through a pooled IoBuffer. Like the HTTP path: one read per readiness event,
-// written at once, EV_WRITE armed only when a write comes up short, and a direction stops
-// reading while its destination cannot take more.
+// read()/write() through a pooled 64 KiB IoBuffer. Like the HTTP path: what is read is written
+// at once, EV_WRITE is armed only when a write comes up short, and a direction stops reading
+// while its destination cannot take more; a readiness event runs at most 4 read+write rounds.
 //
 // Half-close: a FIN from one side becomes shutdown(SHUT_WR) on the other once everything before
 // it is written; the connection ends when both directions have ended, on a reset or error
@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "l7proxy/io_buffer.h"
 #include "l7proxy/stats.h"
 
 namespace scalegate::l7proxy {
@@ -94,6 +95,7 @@ class TcpRelay {
   // Internal, for the event callbacks in tcp_relay.cc.
   Worker* worker() const { return worker_; }
   PipePool& mutablePipes() { return pipes_; }
+  BufferPool& buffers() { return buffers_; }
   TcpMemberLink* linkFor(const std::shared_ptr<MemberStats>& block, PoolView* pv, int32_t m,
                          const SnapshotView* v);
   void releaseLink(TcpMemberLink* link);
@@ -103,6 +105,8 @@ class TcpRelay {
  private:
   Worker* worker_;
   PipePool pipes_;
+  // Read/write fallback buffers: as large as a pipe, so both paths move 64 KiB per call.
+  BufferPool buffers_{64 * 1024, 64};
   TcpConn* conns_ = nullptr;  // intrusive list of open connections
   size_t count_ = 0;
   std::vector<TcpConn*> dead_;

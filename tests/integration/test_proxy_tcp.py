@@ -253,9 +253,12 @@ class TcpProxyTest(ProcessTestCase):
     def settled(self, admin):
         """Metrics once no tcp connection is open (the harness's readiness check opens one
         at start): counts are compared against this."""
-        wait_until(lambda: admin.metrics().value("scalegate_pool_connections_active",
-                                                 pool="p") == 0.0, 5, what="no open connection")
-        return admin.metrics()
+        def settled():
+            mt = admin.metrics()
+            done = (mt.value("scalegate_pool_connections_total", pool="p") >= 1.0 and
+                    mt.value("scalegate_pool_connections_active", pool="p") == 0.0)
+            return mt if done else None
+        return wait_until(settled, 5, what="the readiness check's connection over")
 
     def start_with_admin(self, members, **kw):
         admin_cfg, admin = admin_section(tempfile.mkdtemp(prefix="sgtcp-"))
