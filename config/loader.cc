@@ -108,6 +108,8 @@ constexpr EnumName<ScaleInPolicy> kScaleInPolicies[] = {{"default", ScaleInPolic
                                                         {"oldest", ScaleInPolicy::kOldest}};
 constexpr EnumName<LowHealthAction> kLowHealthActions[] = {
     {"spread_all", LowHealthAction::kSpreadAll}, {"refuse", LowHealthAction::kRefuse}};
+constexpr EnumName<ProxyProtocol> kProxyProtocols[] = {{"none", ProxyProtocol::kNone},
+                                                      {"v2", ProxyProtocol::kV2}};
 constexpr EnumName<IpProto> kIpProtos[] = {{"tcp", IpProto::kTcp}, {"udp", IpProto::kUdp}};
 
 constexpr EnumName<ScaleAction::Kind> kScaleActions[] = {
@@ -319,6 +321,7 @@ class Loader {
   void loadRoute(const Entry& e, Route* out);
   void loadLimits(const Entry& e, HttpLimits* out);
   void loadTimeouts(const Entry& e, HttpTimeouts* out);
+  void loadTcpTimeouts(const Entry& e, TcpSettings* out);
   void loadVip(const Entry& e, Listener* out);
   void loadPool(const Entry& e, Pool* out);
   void loadHash(const Entry& e, HashKey* out);
@@ -353,6 +356,8 @@ class Loader {
   std::vector<ConfigError> errors_;
   bool truncated_ = false;
   std::vector<PoolRef> pool_refs_;
+  // Lines of pools' proxy_protocol keys, by pool: only tcp listeners may use those pools.
+  std::unordered_map<std::string, int> proxy_protocol_lines_;
   // Lines of listen/vip keys, parallel to Config::listeners, for duplicate-address errors.
   std::vector<int> listen_lines_;
 };
@@ -679,7 +684,8 @@ void Loader::loadLog(const Entry& e, LogConfig* out) {
 void Loader::loadListener(const Entry& e, Listener* out) {
   out->where = where(e);
   Fields f = fieldsOf(e, {"name", "protocol", "listen", "routes", "pool", "vip", "mode", "limits",
-                          "timeouts", "forwarded_headers", "request_id_header"});
+                          "timeouts", "forwarded_headers", "request_id_header", "proxy_protocol",
+                          "splice"});
   if (!f.ok) return;
   if (const Entry* x = f.get("name")) {
     readName(*x, &out->name);
@@ -710,6 +716,9 @@ void Loader::loadListener(const Entry& e, Listener* out) {
 
   if (out->protocol == ListenerProtocol::kHttp) {
     notUsed(f, "pool", by_proto + " (http listeners choose a pool per route)");
+    for (const char* key : {"proxy_protocol", "splice"}) {
+      notUsed(f, key, by_proto + " (only by tcp)");
+    }
     if (const Entry* x = f.get("routes")) {
       std::vector<Entry> routes = itemsOf(*x, "routes");
       if (routes.empty() && (x->value.IsNull() || x->value.IsSequence())) {
@@ -738,8 +747,19 @@ void Loader::loadListener(const Entry& e, Listener* out) {
     }
   } else {
     notUsed(f, "routes", by_proto + " (they forward to one pool: set pool)");
-    for (const char* key : {"limits", "timeouts", "forwarded_headers", "request_id_header"}) {
+    for (const char* key : {"limits", "forwarded_headers", "request_id_header"}) {
       notUsed(f, key, by_proto + " (only by http)");
+    }
+    if (out->protocol == ListenerProtocol::kTcp) {
+      if (const Entry* x = f.get("timeouts")) loadTcpTimeouts(*x, &out->tcp);
+      if (const Entry* x = f.get("proxy_protocol")) {
+        readEnum(*x, kProxyProtocols, &out->tcp.proxy_protocol);
+      }
+      if (const Entry* x = f.get("splice")) readBool(*x, &out->tcp.splice);
+    } else {
+      for (const char* key : {"timeouts", "proxy_protocol", "splice"}) {
+        notUsed(f, key, by_proto + " (only by http and tcp)");
+      }
     }
     if (const Entry* x = f.get("pool")) {
       if (readString(*x, &out->pool)) pool_refs_.push_back({out->pool, x->path, x->line});
@@ -814,6 +834,12 @@ void Loader::loadTimeouts(const Entry& e, HttpTimeouts* out) {
   if (const Entry* x = f.get("request")) readDuration(*x, false, &out->request);
 }
 
+void Loader::loadTcpTimeouts(const Entry& e, TcpSettings* out) {
+  Fields f = fieldsOf(e, {"idle", "connect"});
+  if (const Entry* x = f.get("idle")) readDuration(*x, false, &out->idle);
+  if (const Entry* x = f.get("connect")) readDuration(*x, false, &out->connect);
+}
+
 // "10.0.0.10:80/tcp", "[2001:db8::10]:53/udp"; the protocol defaults to tcp.
 void Loader::loadVip(const Entry& e, Listener* out) {
   std::string s;
@@ -852,7 +878,8 @@ void Loader::loadPool(const Entry& e, Pool* out) {
   out->where = where(e);
   Fields f =
       fieldsOf(e, {"mode", "balance", "hash", "maglev_table_size", "slow_start", "upstream",
-                   "health", "outlier", "low_health", "drain_timeout", "members", "autoscale"});
+                   "health", "outlier", "low_health", "drain_timeout", "proxy_protocol",
+                   "members", "autoscale"});
   if (!f.ok) return;
   if (const Entry* x = f.get("mode")) readEnum(*x, kPoolModes, &out->mode);
   if (const Entry* x = f.get("balance")) readEnum(*x, kBalances, &out->balance);
@@ -880,6 +907,12 @@ void Loader::loadPool(const Entry& e, Pool* out) {
   if (const Entry* x = f.get("outlier")) loadOutlier(*x, &out->outlier);
   if (const Entry* x = f.get("low_health")) loadLowHealth(*x, &out->low_health);
   if (const Entry* x = f.get("drain_timeout")) readDuration(*x, true, &out->drain_timeout);
+  if (const Entry* x = f.get("proxy_protocol")) {
+    if (readEnum(*x, kProxyProtocols, &out->proxy_protocol) &&
+        out->proxy_protocol != ProxyProtocol::kNone) {
+      proxy_protocol_lines_[out->name] = x->key_line;
+    }
+  }
   if (const Entry* x = f.get("members")) {
     std::unordered_map<std::string, int> ids;
     std::unordered_map<SocketAddress, int, SocketAddressHash> addresses;
@@ -1716,6 +1749,21 @@ void Loader::checkListeners(const Config& config) {
           ref.line, ref.path,
           "unknown pool " + quoted(ref.pool) +
               (known.empty() ? std::string(" (no pools are defined)") : " (pools: " + known + ")"));
+    }
+  }
+  // Only tcp listeners write a PROXY header; a pool that asks for one must not be reached any
+  // other way, or its members would see connections without it.
+  for (const auto& [pool, line] : proxy_protocol_lines_) {
+    for (const Listener& l : config.listeners) {
+      bool uses = l.protocol != ListenerProtocol::kHttp && l.pool == pool;
+      for (const Route& r : l.routes) uses |= r.pool == pool;
+      if (uses && l.protocol != ListenerProtocol::kTcp) {
+        error(line, "pools." + pool + ".proxy_protocol",
+              "only tcp listeners send a PROXY header, but " +
+                  std::string(enumName(kProtocols, l.protocol)) + " listener " + quoted(l.name) +
+                  " uses this pool");
+        break;
+      }
     }
   }
 }

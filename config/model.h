@@ -52,6 +52,16 @@ struct HttpTimeouts {
 };
 
 enum class ListenerProtocol { kHttp, kTcp, kL4 };
+// PROXY protocol header sent to members at the start of each TCP passthrough connection.
+enum class ProxyProtocol { kNone, kV2 };
+
+// A tcp (passthrough) listener's own settings.
+struct TcpSettings {
+  Duration idle = std::chrono::hours(1);  // no byte either way this long: close both sides
+  Duration connect = 0s;                  // 0 = the pool's upstream.connect_timeout
+  ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // kNone = the pool's setting
+  bool splice = true;  // zero-copy splice() through a pipe; false = read/write
+};
 enum class L4Mode { kNat, kDsr };
 enum class IpProto { kTcp, kUdp };
 
@@ -72,6 +82,7 @@ struct Listener {
   HttpTimeouts timeouts;
   bool xff = true;                                 // append X-Forwarded-For / -Proto
   std::string request_id_header = "x-request-id";  // "" disables
+  TcpSettings tcp;                                 // tcp only
   // l4 only (dataplane/)
   SocketAddress vip;
   IpProto vip_proto = IpProto::kTcp;
@@ -291,6 +302,7 @@ struct Pool {
   OutlierDetection outlier;
   LowHealthPolicy low_health;
   Duration drain_timeout = 30s;  // member drain through the API: in-flight requests' deadline
+  ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // sent by tcp listeners to members
   std::vector<Member> members;
   AutoscaleConfig autoscale;
   SourceLocation where;

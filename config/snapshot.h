@@ -33,6 +33,7 @@ struct MemberState {
   bool healthy = true;     // may take traffic: probes say healthy (or the pool is in panic),
                            // and it is not ejected by outlier detection
   bool draining = false;   // no new requests
+  MonoTime drain_deadline{};  // while draining: open TCP passthrough connections end here
   uint32_t weight = 1;     // effective weight (config or admin API)
   MonoTime ready_since{};  // when it last became healthy or was added: slow start counts from it
   std::shared_ptr<l7proxy::MemberStats> stats;

@@ -39,7 +39,7 @@ Status ListenSocketTable::prepare(const config::Config& cfg,
   std::map<std::string, config::ListenSockets> next;
   std::vector<int> opened;
   for (const config::Listener& l : cfg.listeners) {
-    if (l.protocol != config::ListenerProtocol::kHttp) continue;
+    if (l.protocol == config::ListenerProtocol::kL4) continue;  // dataplane/ owns VIPs
     std::string key = l.listen.toString();
     auto it = open_.find(key);
     if (it != open_.end() && l.listen.port() != 0) {

@@ -129,6 +129,10 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
   auto duration = family("scalegate_http_request_duration_seconds",
                          "Time from the request head to the end of the response, in seconds.",
                          MetricType::Histogram);
+  auto bytes_in = family("scalegate_downstream_bytes_received_total",
+                         "Bytes received from clients (tcp listeners).", MetricType::Counter);
+  auto bytes_out = family("scalegate_downstream_bytes_sent_total",
+                          "Bytes sent to clients (tcp listeners).", MetricType::Counter);
 
   const config::Snapshot* snap = in.snapshot;
   if (snap != nullptr && snap->config != nullptr) {
@@ -140,6 +144,11 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
       using S = l7proxy::ListenerWorkerStats;
       addCounter(cx_total, l, st->sum([](const S& s) -> auto& { return s.cx_total; }));
       addGauge(cx_active, l, activeGauge(st->sum([](const S& s) -> auto& { return s.cx_active; })));
+      if (listeners[i].protocol == config::ListenerProtocol::kTcp) {  // no HTTP families
+        addCounter(bytes_in, l, st->sum([](const S& s) -> auto& { return s.bytes_in; }));
+        addCounter(bytes_out, l, st->sum([](const S& s) -> auto& { return s.bytes_out; }));
+        continue;
+      }
       addCounter(rq_total, l, st->sum([](const S& s) -> auto& { return s.rq_total; }));
       addGauge(rq_active, l, activeGauge(st->sum([](const S& s) -> auto& { return s.rq_active; })));
       for (int c = 1; c <= 5; ++c) {
@@ -156,7 +165,8 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
                        *st, [](const S& s) -> auto& { return s.duration; }));
     }
   }
-  for (auto* f : {&cx_total, &cx_active, &rq_total, &rq_active, &responses, &local, &duration}) {
+  for (auto* f : {&cx_total, &cx_active, &rq_total, &rq_active, &responses, &local, &duration,
+                  &bytes_in, &bytes_out}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
 }
@@ -180,6 +190,22 @@ void collectPools(const MetricsInput& in, std::vector<MetricFamily>& out) {
   auto duration = family("scalegate_pool_request_duration_seconds",
                          "Time from routing to the pool to the end of the response, in seconds.",
                          MetricType::Histogram);
+  auto p_cx_total =
+      family("scalegate_pool_connections_total",
+             "Client connections of tcp listeners routed to the pool.", MetricType::Counter);
+  auto p_cx_active =
+      family("scalegate_pool_connections_active",
+             "Connections of tcp listeners to the pool open now.", MetricType::Gauge);
+  auto p_connect_fail =
+      family("scalegate_pool_connect_failures_total",
+             "Connection attempts to the pool's members that failed (tcp listeners).",
+             MetricType::Counter);
+  auto p_bytes_sent =
+      family("scalegate_pool_bytes_sent_total", "Bytes sent to the pool's members (tcp listeners).",
+             MetricType::Counter);
+  auto p_bytes_received =
+      family("scalegate_pool_bytes_received_total",
+             "Bytes received from the pool's members (tcp listeners).", MetricType::Counter);
   auto ejections = family("scalegate_pool_outlier_ejections_total",
                           "Members ejected by outlier detection.", MetricType::Counter);
   auto members = family("scalegate_pool_members",
@@ -236,6 +262,13 @@ void collectPools(const MetricsInput& in, std::vector<MetricFamily>& out) {
       family("scalegate_health_check_duration_seconds",
              "Duration of the member's last health check probe, in seconds.", MetricType::Gauge);
 
+  // Pools that tcp listeners forward to get the connection-level pool families.
+  std::set<std::string> tcp_pools;
+  if (in.snapshot != nullptr && in.snapshot->config != nullptr) {
+    for (const config::Listener& l : in.snapshot->config->listeners) {
+      if (l.protocol == config::ListenerProtocol::kTcp) tcp_pools.insert(l.pool);
+    }
+  }
   const PoolRegistry* reg = in.registry;
   if (reg != nullptr) {
     const config::HealthCheck default_hc;
@@ -252,6 +285,16 @@ void collectPools(const MetricsInput& in, std::vector<MetricFamily>& out) {
         addHistogram(duration, pl,
                      sumHistograms(
                          *st, [](const S& s) -> auto& { return s.duration; }));
+        if (tcp_pools.count(pool.name) != 0) {
+          addCounter(p_cx_total, pl, st->sum([](const S& s) -> auto& { return s.cx_total; }));
+          addGauge(p_cx_active, pl,
+                   activeGauge(st->sum([](const S& s) -> auto& { return s.cx_active; })));
+          addCounter(p_connect_fail, pl,
+                     st->sum([](const S& s) -> auto& { return s.cx_connect_fail; }));
+          addCounter(p_bytes_sent, pl, st->sum([](const S& s) -> auto& { return s.bytes_in; }));
+          addCounter(p_bytes_received, pl,
+                     st->sum([](const S& s) -> auto& { return s.bytes_out; }));
+        }
       }
       addCounter(ejections, pl, pool.ejections_total);
 
@@ -319,6 +362,9 @@ void collectPools(const MetricsInput& in, std::vector<MetricFamily>& out) {
         }
       }
     }
+  }
+  for (auto* f : {&p_cx_total, &p_cx_active, &p_connect_fail, &p_bytes_sent, &p_bytes_received}) {
+    if (!f->metric.empty()) out.push_back(std::move(*f));
   }
   for (auto* f :
        {&rq_total,    &retries,        &no_healthy, &duration,     &ejections,        &members,

@@ -20,12 +20,16 @@
 //            downstream_idle_timeouts_total, downstream_protocol_errors_total
 //   listener downstream_connections_total / _active, http_requests_total / _active,
 //            http_responses_total{code_class="1xx".."5xx"} (local replies included),
-//            http_local_replies_total{reason}, http_request_duration_seconds (histogram)
+//            http_local_replies_total{reason}, http_request_duration_seconds (histogram);
+//            tcp listeners instead: downstream_bytes_received_total / _sent_total
 //   pool     pool_requests_total, pool_retries_total, pool_no_healthy_member_total,
 //            pool_request_duration_seconds (histogram), pool_outlier_ejections_total,
 //            pool_members{state="healthy|unhealthy|draining|ejected"} (each member in exactly
 //            one state: ejected, else draining (or drained), else healthy/unhealthy by probes),
-//            pool_panic, pool_refusing (0/1; only when the snapshot has the pool)
+//            pool_panic, pool_refusing (0/1; only when the snapshot has the pool);
+//            pools of tcp listeners also: pool_connections_total / _active,
+//            pool_connect_failures_total, pool_bytes_sent_total / _received_total
+//            (a tcp connection also counts as one member "request": member_requests_*)
 //   member   {pool,member}: member_requests_total (each attempt), member_requests_active,
 //            member_responses_total{code_class}, member_connections_total / _active,
 //            member_connect_failures_total, member_request_failures_total (5xx, connect

@@ -63,6 +63,7 @@ std::shared_ptr<const config::Snapshot> buildSnapshot(
       st.healthy = ps.panic || ok[i];
       if (m != nullptr) {
         st.draining = m->drain != DrainState::kNone;
+        st.drain_deadline = m->drain_deadline;
         st.ready_since = m->ready_since;
         st.stats = m->stats;
       }

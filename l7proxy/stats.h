@@ -35,13 +35,22 @@ struct alignas(64) ListenerWorkerStats {
   Counter responses_by_class[6];  // index status/100; includes local replies
   Counter local_replies[static_cast<int>(LocalReply::kCount)];
   DurationHistogram duration;
+  // tcp listeners (l7proxy/tcp_relay.h)
+  Counter bytes_in;   // received from clients
+  Counter bytes_out;  // sent to clients
 };
 
 struct alignas(64) PoolWorkerStats {
   Counter rq_total;
   Counter rq_retry;
-  Counter no_healthy_member;  // 503s because nothing was eligible
+  Counter no_healthy_member;  // 503s because nothing was eligible (tcp: connections refused)
   DurationHistogram duration;
+  // Connections of tcp listeners (l7proxy/tcp_relay.h); their retries count in rq_retry.
+  Counter cx_total;         // client connections routed to the pool
+  Counter cx_active;        // ...open now
+  Counter cx_connect_fail;  // connection attempts to members that failed
+  Counter bytes_in;         // sent to members
+  Counter bytes_out;        // received from members
 };
 
 struct alignas(64) MemberWorkerStats {

@@ -56,7 +56,8 @@ Worker::Worker(int id, SnapshotChannel* channel)
       response_head_(std::make_unique<ResponseHead>()),
       sink_listener_(std::make_unique<ListenerWorkerStats>()),
       sink_pool_(std::make_unique<PoolWorkerStats>()),
-      sink_member_(std::make_unique<MemberWorkerStats>()) {
+      sink_member_(std::make_unique<MemberWorkerStats>()),
+      tcp_(std::make_unique<TcpRelay>(this)) {
   event_config* cfg = event_config_new();
   event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
   base_ = event_base_new_with_config(cfg);
@@ -137,7 +138,12 @@ void Worker::onAccept(evutil_socket_t fd, short, void* arg) {
       ::close(cfd);
       continue;
     }
-    acceptClient(w, cfd, reinterpret_cast<sockaddr*>(&peer), len, slot->listener_index);
+    const ListenerView& lv = w->view_->listeners[slot->listener_index];
+    if (lv.cfg->protocol == config::ListenerProtocol::kTcp) {
+      w->tcp_->accept(cfd, reinterpret_cast<sockaddr*>(&peer), len, w->view_, lv);
+    } else {
+      acceptClient(w, cfd, reinterpret_cast<sockaddr*>(&peer), len, slot->listener_index);
+    }
   }
 }
 
@@ -226,11 +232,19 @@ void Worker::adoptLatest() {
   }
   for (size_t li = 0; li < s->config->listeners.size(); ++li) {
     const config::Listener& l = s->config->listeners[li];
-    if (l.protocol != config::ListenerProtocol::kHttp) continue;
+    if (l.protocol == config::ListenerProtocol::kL4) continue;
     ListenerView lv;
     lv.cfg = &l;
     ListenerStats* block = li < s->listener_stats.size() ? s->listener_stats[li].get() : nullptr;
     lv.stats = block != nullptr ? &block->per_worker[id_] : sink_listener_.get();
+    if (l.protocol == config::ListenerProtocol::kTcp) {
+      int pi = s->poolIndex(l.pool);
+      if (pi < 0) continue;  // validation prevents this
+      lv.pool = &v->pools[pi];
+      if (block != nullptr) lv.stats_owner = s->listener_stats[li];
+      v->listeners.push_back(std::move(lv));
+      continue;
+    }
     lv.limits.max_head_bytes = static_cast<uint32_t>(l.limits.max_request_header_bytes);
     lv.limits.max_headers = l.limits.max_headers;
     lv.limits.max_uri_bytes = static_cast<uint32_t>(l.limits.max_uri_bytes);
@@ -271,6 +285,7 @@ void Worker::adoptLatest() {
   }
   accept_slots_ = std::move(kept);
 
+  tcp_->adopt(v);
   SnapshotView* old = view_;
   view_ = v;
   if (old != nullptr) releaseView(old);
@@ -309,7 +324,7 @@ bool Worker::allClientsFinished() const {
   for (const ClientConn* c = clients_; c != nullptr; c = c->next) {
     if (!(c->state == ClientState::kClosing && c->shut_wr)) return false;
   }
-  return true;
+  return tcp_->connections() == 0;  // tcp connections run to their end or the deadline
 }
 
 void Worker::freeDead() {
@@ -317,10 +332,12 @@ void Worker::freeDead() {
   dead_clients_.clear();
   for (UpstreamConn* u : dead_upstreams_) delete u;
   dead_upstreams_.clear();
+  tcp_->freeDead();
 }
 
 void Worker::shutdownAll() {
   while (clients_ != nullptr) closeClient(clients_);
+  tcp_->closeAll();
   std::vector<UpstreamConn*> pooled;
   for (auto& [addr, slot] : slots_) {
     for (UpstreamConn* u = slot->idle_head; u != nullptr; u = u->next_idle) pooled.push_back(u);

@@ -26,6 +26,7 @@
 #include "l7proxy/http1_parser.h"
 #include "l7proxy/io_buffer.h"
 #include "l7proxy/stats.h"
+#include "l7proxy/tcp_relay.h"
 
 namespace scalegate::l7proxy {
 
@@ -68,6 +69,10 @@ struct ListenerView {
   ListenerWorkerStats* stats = nullptr;  // this worker's slot
   std::vector<RouteView> routes;
   ParseLimits limits;
+  // tcp listeners (l7proxy/tcp_relay.h): the one pool, and the stats block their connections
+  // keep alive after the view is gone.
+  PoolView* pool = nullptr;
+  std::shared_ptr<ListenerStats> stats_owner;
 };
 
 // A snapshot as this worker resolved it. Connections reference the view they started their
@@ -126,6 +131,7 @@ class Worker {
   void releaseSlot(MemberSlot* s);
   // The head being parsed; one per worker since heads are handled one at a time.
   RequestHead& requestHead() { return *request_head_; }
+  const TcpRelay& tcpRelay() const { return *tcp_; }
   ResponseHead& responseHead() { return *response_head_; }
 
  private:
@@ -169,6 +175,7 @@ class Worker {
   std::unique_ptr<ListenerWorkerStats> sink_listener_;
   std::unique_ptr<PoolWorkerStats> sink_pool_;
   std::unique_ptr<MemberWorkerStats> sink_member_;
+  std::unique_ptr<TcpRelay> tcp_;  // tcp listeners' connections
 };
 
 // Control → workers: the latest snapshot and the drain/stop orders. Control writes, workers

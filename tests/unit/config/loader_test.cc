@@ -104,6 +104,11 @@ TEST(Loader, FullExampleSetsEveryKey) {
   const Listener& db = c.listeners[1];
   EXPECT_EQ(db.protocol, ListenerProtocol::kTcp);
   EXPECT_EQ(db.pool, "db");
+  EXPECT_EQ(db.tcp.idle, 1h);
+  EXPECT_EQ(db.tcp.connect, 5s);
+  EXPECT_EQ(db.tcp.proxy_protocol, ProxyProtocol::kNone);
+  EXPECT_TRUE(db.tcp.splice);
+  EXPECT_EQ(c.pools.at("db").proxy_protocol, ProxyProtocol::kV2);
   const Listener& vip = c.listeners[2];
   EXPECT_EQ(vip.protocol, ListenerProtocol::kL4);
   EXPECT_EQ(vip.vip.toString(), "10.0.0.10:80");
@@ -388,6 +393,70 @@ pools: { web: {} }
   EXPECT_TRUE(hasErrorLike(r, 5, "listeners[3].routes", "at least one route"));
   EXPECT_TRUE(hasErrorLike(r, 6, "listeners[4].protocol", "invalid value \"quic\""));
   EXPECT_TRUE(hasErrorLike(r, 7, "listeners[5].name", "missing required key"));
+}
+
+TEST(Loader, TcpListener) {
+  LoadResult r = load(R"(listeners:
+  - name: db
+    protocol: tcp
+    listen: 127.0.0.1:5432
+    pool: db
+    timeouts: { idle: 2h, connect: 3s }
+    proxy_protocol: v2
+    splice: false
+  - { name: plain, protocol: tcp, listen: 127.0.0.1:5433, pool: pp }
+pools:
+  db: { balance: least_request }
+  pp: { proxy_protocol: v2 }
+)");
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Listener& l = r.config.listeners[0];
+  EXPECT_EQ(l.protocol, ListenerProtocol::kTcp);
+  EXPECT_EQ(l.pool, "db");
+  EXPECT_EQ(l.tcp.idle, 2h);
+  EXPECT_EQ(l.tcp.connect, 3s);
+  EXPECT_EQ(l.tcp.proxy_protocol, ProxyProtocol::kV2);
+  EXPECT_FALSE(l.tcp.splice);
+  const Listener& d = r.config.listeners[1];
+  EXPECT_EQ(d.tcp.idle, 1h);
+  EXPECT_EQ(d.tcp.connect, 0s);  // the pool's upstream.connect_timeout
+  EXPECT_EQ(d.tcp.proxy_protocol, ProxyProtocol::kNone);
+  EXPECT_TRUE(d.tcp.splice);
+  EXPECT_EQ(r.config.pools.at("pp").proxy_protocol, ProxyProtocol::kV2);
+  EXPECT_EQ(r.config.pools.at("db").proxy_protocol, ProxyProtocol::kNone);
+}
+
+TEST(Loader, TcpListenerErrors) {
+  LoadResult r = load(R"(listeners:
+  - name: a
+    protocol: tcp
+    listen: 127.0.0.1:5432
+    pool: db
+    timeouts: { idle: 0s, request: 5s, connect: soon }
+    proxy_protocol: v1
+    splice: maybe
+    limits: { max_headers: 10 }
+  - { name: h, listen: 127.0.0.1:8080, routes: [ { pool: pp } ], proxy_protocol: v2 }
+  - { name: v, protocol: l4, vip: 10.0.0.1:80, pool: db, splice: true }
+pools:
+  db: {}
+  pp: { proxy_protocol: v2 }
+)");
+  EXPECT_TRUE(hasError(r, "web.yaml:6: listeners[0].timeouts.idle: must be greater than 0, got "
+                          "\"0s\""));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].timeouts.request",
+                           "unknown key \"request\" (allowed: idle, connect)"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].timeouts.connect", "soon"));
+  EXPECT_TRUE(hasError(r, "web.yaml:7: listeners[0].proxy_protocol: invalid value \"v1\" "
+                          "(expected one of: none, v2)"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "listeners[0].splice", "expected true or false"));
+  EXPECT_TRUE(hasErrorLike(r, 9, "listeners[0].limits", "not used by protocol tcp listeners"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "listeners[1].proxy_protocol",
+                           "not used by protocol http listeners (only by tcp)"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "listeners[2].splice", "not used by protocol l4 listeners"));
+  EXPECT_TRUE(hasError(r, "web.yaml:14: pools.pp.proxy_protocol: only tcp listeners send a PROXY "
+                          "header, but http listener \"h\" uses this pool"));
+  EXPECT_EQ(r.errors.size(), 9u) << r.errorText();
 }
 
 TEST(Loader, HttpListenerDetails) {
