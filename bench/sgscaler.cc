@@ -376,8 +376,7 @@ void Scaler::pollStarted(Instance* in) {
              static_cast<long long>(
                  std::chrono::duration_cast<std::chrono::seconds>(kStartTimeout).count()),
              in->pid);
-      stopProcess(in, AfterExit::kNothing);
-      in->state = InstanceState::kFailed;
+      stopProcess(in, AfterExit::kNothing);  // ends "stopped"; it never registered
       return;
     }
     in->poll_timer->arm(kPortPoll);
