@@ -224,6 +224,41 @@ class SgscalerTest(ProcessTestCase):
         time.sleep(0.6)
         self.assertEqual(sorted(scaler.instances()), ["vm-0", "vm-1", "vm-2"])
 
+    def test_azure_format_deaths_and_shutdown(self):
+        scaler = self.start_scaler()
+        self.wait_member("vm-1", healthy=True)
+
+        def azure(op, old, new, props=None):
+            return {"version": "1.0", "status": "Activated", "operation": op,
+                    "context": {"timestamp": "2026-11-28T16:20:00.1230000Z", "name": "web-autoscale",
+                                "resourceName": "web", "oldCapacity": str(old),
+                                "newCapacity": str(new)},
+                    "properties": props or {}}
+        r = scaler.post(azure("Scale Out", 2, 4, {"scalegate.zones": "2=2"}))
+        self.assertEqual(r.status, 202, r)
+        self.wait_member("vm-2", healthy=True)
+        self.wait_member("vm-3", healthy=True)
+        self.assertEqual(self.member("vm-3")["zone"], "2")
+        # A receiver that only knows Azure's fields gets no names: the highest ids go.
+        r = scaler.post(azure("Scale In", 4, 3))
+        self.assertEqual(r.status, 202, r)
+        self.wait_member("vm-3", present=False)
+        self.assertEqual(sorted(scaler.instances()), ["vm-0", "vm-1", "vm-2"])
+
+        # An instance that dies on its own is noticed (SIGCHLD) and left for scalegate to repair.
+        victim = scaler.instances()["vm-2"]
+        os.kill(victim["pid"], 9)
+        self.wait_instance(scaler, "vm-2", lambda i: i["state"] == "dead", "vm-2 dead")
+        self.assertIn("vm-2: pid %d died by signal 9" % victim["pid"], scaler.log())
+
+        # SIGTERM: every instance stops with the scaler.
+        pids = [i["pid"] for i in scaler.instances().values() if i["pid"] > 0]
+        self.assertEqual(len(pids), 2)
+        scaler.stop()
+        self.assertEqual(scaler.proc.returncode, 0)
+        for pid in pids:
+            self.assertFalse(os.path.exists("/proc/%d" % pid), "instance pid %d survived" % pid)
+
 
 if __name__ == "__main__":
     unittest.main()
