@@ -6,7 +6,7 @@ import threading
 import time
 import unittest
 
-from harness import Backend, ProcessTestCase, request
+from harness import Backend, ProcessTestCase, request, wait_until
 
 CLOSE = [("Connection", "close")]
 
@@ -57,7 +57,13 @@ class InstanceTest(ProcessTestCase):
         while time.monotonic() < stop:
             request(b.port, "GET", "/", headers=CLOSE)
             seen = max(seen, load_report(request(b.port, "GET", "/health", headers=CLOSE))["cpu"])
-        self.assertGreater(seen, 0.3, "busy instance reported cpu=%.3f" % seen)
+        # What share of a core it gets depends on the machine's other work (2 shared cores
+        # here); an idle instance reports ~0.001.
+        self.assertGreater(seen, 0.1, "busy instance reported cpu=%.3f" % seen)
+        idle = wait_until(lambda: (lambda c: c if c < 0.05 else None)(
+            load_report(request(b.port, "GET", "/health", headers=CLOSE))["cpu"]) is not None,
+            5.0, interval=0.2, what="cpu report falling back when idle")
+        self.assertTrue(idle)
 
     def test_capacity_queues_requests(self):
         b = self.start("--capacity", "1", "--delay", "200ms")
