@@ -158,6 +158,9 @@ class SgscalerTest(ProcessTestCase):
         self.assertEqual(request(before["vm-1"]["port"], "GET", "/",
                                  headers=[("Connection", "close")]).header("x-version"), "v1")
         self.wait_member("vm-0", healthy=True)
+        wait_until(lambda: self.member("vm-0")["version"] == "v2", WAIT,
+                   what="scalegate lists vm-0 at version v2")
+        self.assertEqual(self.member("vm-1")["version"], "v1")
         health = request(up["port"], "GET", "/health", headers=[("Connection", "close")])
         self.assertIn("inflight=", health.header("x-load"))
 
