@@ -40,9 +40,7 @@ class SgscalerTest(ProcessTestCase):
             # rolling upgrade rolls it out).
             "pools": {"web": {"balance": "round_robin", "mode": "flexible",
                               "health": {"type": "http", "path": "/health", "interval": "250ms",
-                                         "timeout": "200ms", "rise": 1, "fall": 2,
-                                         # New instances wait for a good probe.
-                                         "initial_state": "unhealthy"}}},
+                                         "timeout": "200ms", "rise": 1, "fall": 2}}},
         })
 
     def start_scaler(self, *extra):
@@ -171,7 +169,8 @@ class SgscalerTest(ProcessTestCase):
         self.wait_member("vm-2", healthy=True)
         self.wait_member("vm-0", present=False)
         self.assertEqual(self.member("vm-2")["zone"], "1")
-        self.assertEqual(sorted(scaler.instances()), ["vm-1", "vm-2"])
+        wait_until(lambda: sorted(scaler.instances()) == ["vm-1", "vm-2"], WAIT,
+                   what="vm-0 forgotten")
 
     def test_refuses_bad_and_stale_signatures(self):
         scaler = self.start_scaler()
@@ -246,7 +245,9 @@ class SgscalerTest(ProcessTestCase):
         r = scaler.post(azure("Scale In", 4, 3))
         self.assertEqual(r.status, 202, r)
         self.wait_member("vm-3", present=False)
-        self.assertEqual(sorted(scaler.instances()), ["vm-0", "vm-1", "vm-2"])
+        # Deregistered first, then stopped and forgotten.
+        wait_until(lambda: sorted(scaler.instances()) == ["vm-0", "vm-1", "vm-2"], WAIT,
+                   what="vm-3 forgotten")
 
         # An instance that dies on its own is noticed (SIGCHLD) and left for scalegate to repair.
         victim = scaler.instances()["vm-2"]
