@@ -1634,6 +1634,21 @@ int runMain(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Memory figures for health answers: sampled now, then once a second with the rest.
+  g_phys_kb = std::max<uint64_t>(1, static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                                        static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / 1024);
+  const uint64_t page_kb = static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / 1024;
+  auto sampleRss = [&] {
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+      unsigned long long size = 0, resident = 0;
+      if (std::fscanf(f, "%llu %llu", &size, &resident) == 2) {
+        g_rss_kb.store(resident * page_kb, std::memory_order_relaxed);
+      }
+      std::fclose(f);
+    }
+  };
+  sampleRss();
+
   std::vector<std::unique_ptr<WorkerCounters>> counters;
   std::random_device seed_source;
   for (int i = 0; i < opt.threads; ++i) {
@@ -1655,9 +1670,6 @@ int runMain(int argc, char** argv) {
   std::fflush(stdout);
 
   // Once a second: the load figures health answers report.
-  g_phys_kb = std::max<uint64_t>(1, static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
-                                        static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / 1024);
-  const uint64_t page_kb = static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / 1024;
   auto cpuNs = [] {
     timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -1690,13 +1702,7 @@ int runMain(int argc, char** argv) {
     last_wall = wall;
     last_cpu = cpu;
     last_requests = requests;
-    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
-      unsigned long long size = 0, resident = 0;
-      if (std::fscanf(f, "%llu %llu", &size, &resident) == 2) {
-        g_rss_kb.store(resident * page_kb, std::memory_order_relaxed);
-      }
-      std::fclose(f);
-    }
+    sampleRss();
   }
   if (!opt.quiet) {
     uint64_t requests = 0, connections = 0;

@@ -206,9 +206,11 @@ class Scaler {
   void stopProcess(Instance* in, AfterExit after);
   void onExited(Instance* in, int status);
   void registerMember(const std::string& id);
-  void deregisterMember(const std::string& id);
+  // DELETE the member; `then` runs once the admin API answered (or the retries ran out), so
+  // an instance is stopped only after scalegate stopped sending it new requests.
+  void deregisterMember(const std::string& id, std::function<void()> then = nullptr);
   void adminCall(evhttp_cmd_type method, const std::string& id, std::string body, int tries_left,
-                 bool with_version);
+                 bool with_version, std::function<void()> then = nullptr);
   std::string portFile(const Instance& in) const { return opt_.state_dir + "/" + in.id + ".port"; }
 
   void act(const Json& body, const std::string& webhook_id);
@@ -376,8 +378,7 @@ void Scaler::pollStarted(Instance* in) {
              static_cast<long long>(
                  std::chrono::duration_cast<std::chrono::seconds>(kStartTimeout).count()),
              in->pid);
-      stopProcess(in, AfterExit::kNothing);
-      in->state = InstanceState::kFailed;
+      stopProcess(in, AfterExit::kNothing);  // ends "stopped"; it never registered
       return;
     }
     in->poll_timer->arm(kPortPoll);
@@ -470,8 +471,8 @@ void Scaler::registerMember(const std::string& id) {
   adminCall(EVHTTP_REQ_PUT, id, body.dump(), kAdminMaxTries, admin_knows_version_);
 }
 
-void Scaler::deregisterMember(const std::string& id) {
-  adminCall(EVHTTP_REQ_DELETE, id, "", kAdminMaxTries, false);
+void Scaler::deregisterMember(const std::string& id, std::function<void()> then) {
+  adminCall(EVHTTP_REQ_DELETE, id, "", kAdminMaxTries, false, std::move(then));
 }
 
 struct AdminCall {
@@ -482,10 +483,11 @@ struct AdminCall {
   int tries_left;
   bool with_version;
   evhttp_connection* conn;
+  std::function<void()> then;  // after the final answer
 };
 
 void Scaler::adminCall(evhttp_cmd_type method, const std::string& id, std::string body,
-                       int tries_left, bool with_version) {
+                       int tries_left, bool with_version, std::function<void()> then) {
   std::string sent = body;
   if (method == EVHTTP_REQ_PUT && with_version) {
     Instance* in = find(id);
@@ -493,7 +495,8 @@ void Scaler::adminCall(evhttp_cmd_type method, const std::string& id, std::strin
     if (in != nullptr) j["version"] = in->version;
     sent = j.dump();
   }
-  auto* call = new AdminCall{this, method, id, std::move(body), tries_left, with_version, nullptr};
+  auto* call = new AdminCall{this,       method,       id,      std::move(body),
+                             tries_left, with_version, nullptr, std::move(then)};
   call->conn = evhttp_connection_base_new(base_, nullptr, admin_host_.c_str(), admin_port_);
   evhttp_connection_set_timeout(call->conn, 5);
   evhttp_connection_set_retries(call->conn, 0);
@@ -517,11 +520,13 @@ void Scaler::adminCall(evhttp_cmd_type method, const std::string& id, std::strin
         if (code >= 200 && code < 300) {
           SG_LOG(kInfo, "%s: %s member: %d", c->id.c_str(), verb, code);
           if (Instance* in = self->find(c->id)) in->registered = c->method == EVHTTP_REQ_PUT;
+          if (c->then) c->then();
           return;
         }
         if (c->method == EVHTTP_REQ_DELETE && code == 404) {
           SG_LOG(kInfo, "%s: DELETE member: not registered (404)", c->id.c_str());
           if (Instance* in = self->find(c->id)) in->registered = false;
+          if (c->then) c->then();
           return;
         }
         if (code == 400 && c->with_version &&
@@ -529,7 +534,7 @@ void Scaler::adminCall(evhttp_cmd_type method, const std::string& id, std::strin
           // An admin API without member versions: register without, and say so once.
           SG_LOG(kWarn, "the admin API does not take member versions yet; registering without");
           self->admin_knows_version_ = false;
-          self->adminCall(c->method, c->id, c->body, c->tries_left, false);
+          self->adminCall(c->method, c->id, c->body, c->tries_left, false, std::move(c->then));
           return;
         }
         const bool retry = code == 0 || code >= 500 || code == 429;
@@ -540,12 +545,14 @@ void Scaler::adminCall(evhttp_cmd_type method, const std::string& id, std::strin
           evhttp_cmd_type method = c->method;
           int left = c->tries_left - 1;
           bool with_version = c->with_version;
-          runAfter(self->base_, kAdminRetry, [self, method, id, body, left, with_version] {
-            self->adminCall(method, id, body, left, with_version);
-          });
+          runAfter(self->base_, kAdminRetry,
+                   [self, method, id, body, left, with_version, then = std::move(c->then)] {
+                     self->adminCall(method, id, body, left, with_version, then);
+                   });
           return;
         }
         SG_LOG(kError, "%s: %s member failed: %d %s", c->id.c_str(), verb, code, answer.c_str());
+        if (c->then) c->then();
       },
       call);
   evkeyvalq* h = evhttp_request_get_output_headers(req);
@@ -759,8 +766,9 @@ void Scaler::scaleIn(const std::vector<std::string>& ids, int count, const std::
       continue;
     }
     SG_LOG(kInfo, "webhook %s: scale_in: deleting %s (pid %d)", tag.c_str(), id.c_str(), in->pid);
-    deregisterMember(id);
-    stopProcess(in, AfterExit::kForget);
+    deregisterMember(id, [this, id] {
+      if (Instance* i = find(id)) stopProcess(i, AfterExit::kForget);
+    });
   }
 }
 
@@ -776,8 +784,9 @@ void Scaler::repair(const std::vector<std::string>& ids, const std::string& acti
       Instance* fresh = create(in->zone, in->version);
       SG_LOG(kInfo, "webhook %s: repair replace: deleting %s, booting %s (zone %s)", tag.c_str(),
              id.c_str(), fresh->id.c_str(), fresh->zone.c_str());
-      deregisterMember(id);
-      stopProcess(in, AfterExit::kForget);
+      deregisterMember(id, [this, id] {
+        if (Instance* i = find(id)) stopProcess(i, AfterExit::kForget);
+      });
       bootAfter(fresh, boot_delay_);
     } else {
       // restart and reimage: the same instance (id, port) comes back as a new process.

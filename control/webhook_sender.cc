@@ -9,6 +9,7 @@
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <charconv>
@@ -298,8 +299,14 @@ Result<evhttp_connection*> WebhookSender::connect(Delivery* d, const Url& url) {
     }
     SSL* ssl = SSL_new(ssl_ctx_);
     if (ssl == nullptr) return internalError("SSL_new failed");
-    if (!isNumericHost(url.host)) SSL_set_tlsext_host_name(ssl, url.host.c_str());
-    SSL_set1_host(ssl, url.host.c_str());
+    // The certificate must name the host: DNS names via SNI + host check, IP literals via
+    // the certificate's IP addresses.
+    if (isNumericHost(url.host)) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), url.host.c_str());
+    } else {
+      SSL_set_tlsext_host_name(ssl, url.host.c_str());
+      SSL_set1_host(ssl, url.host.c_str());
+    }
     bev = bufferevent_openssl_socket_new(base_, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (bev == nullptr) {
@@ -380,14 +387,25 @@ void WebhookSender::onRequestDone(evhttp_request* req, void* arg) {
 void WebhookSender::onAnswer(Delivery* d, evhttp_request* req) {
   evtimer_del(d->deadline);
   --counters_.in_flight;
+  const int code = req == nullptr ? 0 : evhttp_request_get_response_code(req);
+  std::string tls_error;
+  if (code == 0 && d->conn != nullptr) {
+    if (bufferevent* bev = evhttp_connection_get_bufferevent(d->conn)) {
+      if (unsigned long e = bufferevent_get_openssl_error(bev); e != 0) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        tls_error = std::string("TLS: ") + buf;
+      }
+    }
+  }
   // evhttp must not free its connection from inside this callback: hand it to the reaper.
   releaseConnection(d);
-  const int code = req == nullptr ? 0 : evhttp_request_get_response_code(req);
   if (code == 0) {
     if (d->request_error == EVREQ_HTTP_TIMEOUT) {
       onAttemptFailed(d, AttemptOutcome::kTimeout, "timed out", std::nullopt);
     } else {
-      onAttemptFailed(d, AttemptOutcome::kConnect, requestErrorName(d->request_error),
+      onAttemptFailed(d, AttemptOutcome::kConnect,
+                      tls_error.empty() ? requestErrorName(d->request_error) : tls_error,
                       std::nullopt);
     }
     return;

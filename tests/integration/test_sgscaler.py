@@ -40,9 +40,7 @@ class SgscalerTest(ProcessTestCase):
             # rolling upgrade rolls it out).
             "pools": {"web": {"balance": "round_robin", "mode": "flexible",
                               "health": {"type": "http", "path": "/health", "interval": "250ms",
-                                         "timeout": "200ms", "rise": 1, "fall": 2,
-                                         # New instances wait for a good probe.
-                                         "initial_state": "unhealthy"}}},
+                                         "timeout": "200ms", "rise": 1, "fall": 2}}},
         })
 
     def start_scaler(self, *extra):
@@ -158,6 +156,9 @@ class SgscalerTest(ProcessTestCase):
         self.assertEqual(request(before["vm-1"]["port"], "GET", "/",
                                  headers=[("Connection", "close")]).header("x-version"), "v1")
         self.wait_member("vm-0", healthy=True)
+        wait_until(lambda: self.member("vm-0")["version"] == "v2", WAIT,
+                   what="scalegate lists vm-0 at version v2")
+        self.assertEqual(self.member("vm-1")["version"], "v1")
         health = request(up["port"], "GET", "/health", headers=[("Connection", "close")])
         self.assertIn("inflight=", health.header("x-load"))
 
@@ -168,7 +169,8 @@ class SgscalerTest(ProcessTestCase):
         self.wait_member("vm-2", healthy=True)
         self.wait_member("vm-0", present=False)
         self.assertEqual(self.member("vm-2")["zone"], "1")
-        self.assertEqual(sorted(scaler.instances()), ["vm-1", "vm-2"])
+        wait_until(lambda: sorted(scaler.instances()) == ["vm-1", "vm-2"], WAIT,
+                   what="vm-0 forgotten")
 
     def test_refuses_bad_and_stale_signatures(self):
         scaler = self.start_scaler()
@@ -223,6 +225,43 @@ class SgscalerTest(ProcessTestCase):
         self.wait_member("vm-2")
         time.sleep(0.6)
         self.assertEqual(sorted(scaler.instances()), ["vm-0", "vm-1", "vm-2"])
+
+    def test_azure_format_deaths_and_shutdown(self):
+        scaler = self.start_scaler()
+        self.wait_member("vm-1", healthy=True)
+
+        def azure(op, old, new, props=None):
+            return {"version": "1.0", "status": "Activated", "operation": op,
+                    "context": {"timestamp": "2026-11-28T16:20:00.1230000Z", "name": "web-autoscale",
+                                "resourceName": "web", "oldCapacity": str(old),
+                                "newCapacity": str(new)},
+                    "properties": props or {}}
+        r = scaler.post(azure("Scale Out", 2, 4, {"scalegate.zones": "2=2"}))
+        self.assertEqual(r.status, 202, r)
+        self.wait_member("vm-2", healthy=True)
+        self.wait_member("vm-3", healthy=True)
+        self.assertEqual(self.member("vm-3")["zone"], "2")
+        # A receiver that only knows Azure's fields gets no names: the highest ids go.
+        r = scaler.post(azure("Scale In", 4, 3))
+        self.assertEqual(r.status, 202, r)
+        self.wait_member("vm-3", present=False)
+        # Deregistered first, then stopped and forgotten.
+        wait_until(lambda: sorted(scaler.instances()) == ["vm-0", "vm-1", "vm-2"], WAIT,
+                   what="vm-3 forgotten")
+
+        # An instance that dies on its own is noticed (SIGCHLD) and left for scalegate to repair.
+        victim = scaler.instances()["vm-2"]
+        os.kill(victim["pid"], 9)
+        self.wait_instance(scaler, "vm-2", lambda i: i["state"] == "dead", "vm-2 dead")
+        self.assertIn("vm-2: pid %d died by signal 9" % victim["pid"], scaler.log())
+
+        # SIGTERM: every instance stops with the scaler.
+        pids = [i["pid"] for i in scaler.instances().values() if i["pid"] > 0]
+        self.assertEqual(len(pids), 2)
+        scaler.stop()
+        self.assertEqual(scaler.proc.returncode, 0)
+        for pid in pids:
+            self.assertFalse(os.path.exists("/proc/%d" % pid), "instance pid %d survived" % pid)
 
 
 if __name__ == "__main__":
