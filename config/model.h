@@ -52,6 +52,41 @@ struct HttpTimeouts {
 };
 
 enum class ListenerProtocol { kHttp, kTcp, kL4 };
+
+// One certificate chain and its private key (PEM files). SNI picks among a listener's
+// certificates by the names in the certificate (SAN DNS entries, else the CN).
+struct TlsCertificate {
+  std::string cert_file;
+  std::string key_file;
+  bool is_default = false;  // served when SNI matches nothing (else the first one)
+  SourceLocation where;
+};
+
+enum class TlsVersion { k12, k13 };
+
+// TLS termination on an http listener. Certificates are read when a snapshot is built and
+// again on SIGHUP or when a file's mtime changes.
+struct ListenerTls {
+  bool enabled = false;
+  std::vector<TlsCertificate> certificates;
+  TlsVersion min_version = TlsVersion::k12;
+  std::string ciphers;  // TLS 1.2 cipher list (OpenSSL syntax); "" = modern AEAD-only default
+  std::vector<std::string> alpn{"h2", "http/1.1"};  // server preference order
+  bool session_tickets = true;
+  Duration ticket_rotation = 1h;  // a new encryption key this often; 2 old ones still decrypt
+};
+
+// HTTP/2 from clients on an http listener (ALPN h2 over TLS, prior knowledge on cleartext).
+struct Http2Settings {
+  bool enabled = true;
+  uint32_t max_concurrent_streams = 100;
+  uint32_t initial_window_bytes = 64 * 1024 - 1;  // per stream, request bodies
+  // Rapid-reset defence (CVE-2023-44487): RST_STREAMs a client may send, as a token bucket
+  // of `reset_burst` refilled at `reset_rate` per second; past it: GOAWAY ENHANCE_YOUR_CALM.
+  uint32_t reset_burst = 200;
+  uint32_t reset_rate = 50;
+  uint32_t max_continuations = 8;  // CONTINUATION frames after one HEADERS (flood defence)
+};
 enum class L4Mode { kNat, kDsr };
 enum class IpProto { kTcp, kUdp };
 
@@ -70,6 +105,8 @@ struct Listener {
   std::string pool;           // tcp/l4: the one pool
   HttpLimits limits;
   HttpTimeouts timeouts;
+  ListenerTls tls;
+  Http2Settings http2;
   bool xff = true;                                 // append X-Forwarded-For / -Proto
   std::string request_id_header = "x-request-id";  // "" disables
   // l4 only (dataplane/)

@@ -35,6 +35,14 @@ struct alignas(64) ListenerWorkerStats {
   Counter responses_by_class[6];  // index status/100; includes local replies
   Counter local_replies[static_cast<int>(LocalReply::kCount)];
   DurationHistogram duration;
+  Counter tls_handshakes;          // completed
+  Counter tls_resumed;             // ...of which resumed a session (ticket)
+  Counter tls_handshake_failures;  // failed or abandoned handshakes
+  Counter h2_connections;          // connections that spoke HTTP/2
+  Counter h2_streams;              // request streams opened by clients
+  Counter h2_resets_received;      // RST_STREAM from clients
+  Counter h2_goaways_sent;         // GOAWAY frames sent (drain, errors, flood defences)
+  Counter h2_protocol_errors;      // sessions ended for a protocol violation or flood
 };
 
 struct alignas(64) PoolWorkerStats {

@@ -14,6 +14,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "l7proxy/connection.h"
+#include "l7proxy/http2.h"
 
 namespace scalegate::l7proxy {
 
@@ -229,6 +230,7 @@ void Worker::adoptLatest() {
     if (l.protocol != config::ListenerProtocol::kHttp) continue;
     ListenerView lv;
     lv.cfg = &l;
+    if (li < s->listener_tls.size()) lv.tls = s->listener_tls[li].get();
     ListenerStats* block = li < s->listener_stats.size() ? s->listener_stats[li].get() : nullptr;
     lv.stats = block != nullptr ? &block->per_worker[id_] : sink_listener_.get();
     lv.limits.max_head_bytes = static_cast<uint32_t>(l.limits.max_request_header_bytes);
@@ -293,6 +295,7 @@ void Worker::beginDrain() {
   drain_started_.store(true, std::memory_order_release);
   std::vector<ClientConn*> idle;
   for (ClientConn* c = clients_; c != nullptr; c = c->next) {
+    if (c->h2 != nullptr) h2Drain(c);  // GOAWAY; the connection ends with its last stream
     if (clientIsIdle(c)) idle.push_back(c);
   }
   for (ClientConn* c : idle) closeClient(c);

@@ -26,6 +26,7 @@
 #include "l7proxy/http1_parser.h"
 #include "l7proxy/io_buffer.h"
 #include "l7proxy/stats.h"
+#include "l7proxy/tls.h"
 
 namespace scalegate::l7proxy {
 
@@ -65,7 +66,8 @@ struct RouteView {
 
 struct ListenerView {
   const config::Listener* cfg = nullptr;
-  ListenerWorkerStats* stats = nullptr;  // this worker's slot
+  const TlsServerContext* tls = nullptr;  // TLS listener: held by the snapshot
+  ListenerWorkerStats* stats = nullptr;   // this worker's slot
   std::vector<RouteView> routes;
   ParseLimits limits;
 };
