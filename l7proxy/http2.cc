@@ -24,9 +24,15 @@ struct H2Session {
   bool send_scheduled = false;
   bool goaway = false;  // GOAWAY submitted
   bool in_send = false;
-  bool closing = false;           // h2Close is tearing it down
+  bool closing = false;  // h2Close is tearing it down
+  // Rapid-reset defence: RST_STREAMs allowed, refilled at reset_rate per second.
+  double reset_tokens = 0;
+  MonoTime reset_refilled{};
   std::string overflow;           // frames that did not fit in the out buffer (rare)
   std::vector<int32_t> to_reset;  // streams to reset once no nghttp2 callback is running
+  // Streams whose request head is complete, started once the bytes of this read are all
+  // processed: a stream opened and reset in the same read never reaches a member.
+  std::vector<int32_t> to_start;
 };
 
 namespace {
@@ -187,7 +193,7 @@ void requestHeadDone(ClientConn* s, bool end_stream) {
     localReply(s, LocalReply::kHeaderTooLarge, false);
     return;
   }
-  processHeads(s);
+  s->parent->h2->to_start.push_back(s->stream->id);
 }
 
 void requestBodyEnd(ClientConn* s) {
@@ -198,7 +204,7 @@ void requestBodyEnd(ClientConn* s) {
     closeClient(s);
     return;
   }
-  requestBodyArrived(s);
+  if (s->state == ClientState::kExchange) requestBodyArrived(s);
 }
 
 int onFrameRecv(nghttp2_session* ng, const nghttp2_frame* frame, void* user) {
@@ -221,9 +227,27 @@ int onFrameRecv(nghttp2_session* ng, const nghttp2_frame* frame, void* user) {
       if (s != nullptr) requestBodyEnd(s);
       return 0;
     }
-    case NGHTTP2_RST_STREAM:
+    case NGHTTP2_RST_STREAM: {
       statsOf(c)->h2_resets_received.inc();
-      return 0;
+      H2Session* h = c->h2;
+      const config::Http2Settings& cfg = listenerOf(c).http2;
+      MonoTime now = c->worker->now();
+      double elapsed = std::chrono::duration<double>(now - h->reset_refilled).count();
+      h->reset_refilled = now;
+      h->reset_tokens =
+          std::min<double>(cfg.reset_burst, h->reset_tokens + elapsed * cfg.reset_rate);
+      if (h->reset_tokens >= 1) {
+        h->reset_tokens -= 1;
+        return 0;
+      }
+      // CVE-2023-44487: streams opened and cancelled faster than any client needs. Stop
+      // reading at once; GOAWAY ENHANCE_YOUR_CALM goes out, then the connection closes.
+      if (!h->goaway) {
+        h->goaway = true;
+        nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
+      }
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     default:
       return 0;
   }
@@ -231,21 +255,28 @@ int onFrameRecv(nghttp2_session* ng, const nghttp2_frame* frame, void* user) {
 
 int onDataChunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, size_t len, void*) {
   ClientConn* s = streamOf(ng, id);
-  if (s == nullptr || s->ex.resp_done || s->stream->complete || s->ex.req_done ||
-      s->state != ClientState::kExchange) {
+  bool started = s != nullptr && s->state == ClientState::kExchange;
+  bool pending = s != nullptr && s->state == ClientState::kHead;  // waits in to_start
+  if (s == nullptr || s->ex.resp_done || s->stream->complete || (started && s->ex.req_done) ||
+      (!started && !pending)) {
     nghttp2_session_consume(ng, id, len);  // nobody wants it: the window goes back at once
     return 0;
   }
   H2StreamState& st = *s->stream;
-  bool ok;
-  if (st.chunked) {
-    char size[24];
-    int n = std::snprintf(size, sizeof(size), "%zx\r\n", len);
-    ok = appendIn(s, size, static_cast<size_t>(n)) &&
-         appendIn(s, reinterpret_cast<const char*>(data), len) && appendIn(s, "\r\n", 2);
-  } else {
-    ok = appendIn(s, reinterpret_cast<const char*>(data), len);
+  char size[24];
+  int size_n = st.chunked ? std::snprintf(size, sizeof(size), "%zx\r\n", len) : 0;
+  size_t need = len + (st.chunked ? static_cast<size_t>(size_n) + 2 : 0);
+  if (pending && s->in != nullptr && s->in->cap - s->in->size() < need) {
+    processHeads(s);  // the head must leave the buffer to make room for the body
+    if (s->view == nullptr || s->state != ClientState::kExchange || s->ex.resp_done) {
+      nghttp2_session_consume(ng, id, len);
+      return 0;
+    }
   }
+  bool ok = true;
+  if (st.chunked) ok = appendIn(s, size, static_cast<size_t>(size_n));
+  ok = ok && appendIn(s, reinterpret_cast<const char*>(data), len);
+  if (st.chunked) ok = ok && appendIn(s, "\r\n", 2);
   st.unacked += static_cast<uint32_t>(len);
   if (!ok) {
     // Only tiny DATA frames with chunked framing can outgrow the window's worth of buffer.
@@ -253,7 +284,7 @@ int onDataChunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, s
     closeClient(s);
     return 0;
   }
-  requestBodyArrived(s);
+  if (s->state == ClientState::kExchange) requestBodyArrived(s);
   return 0;
 }
 
@@ -405,7 +436,6 @@ bool processInput(ClientConn* c) {
                                         c->in->size());
   if (c->h2 == nullptr) return false;  // a callback closed the connection
   if (rv < 0) {
-    statsOf(c)->h2_protocol_errors.inc();
     // nghttp2 queued a GOAWAY for most errors: try to send it, then close.
     if (!h->goaway) {
       nghttp2_session_terminate_session(h->ng, NGHTTP2_PROTOCOL_ERROR);
@@ -417,6 +447,16 @@ bool processInput(ClientConn* c) {
   }
   c->in->start += static_cast<uint32_t>(rv);
   releaseIfEmpty(c->worker->buffers(), c->in);
+  std::vector<int32_t> ids;
+  ids.swap(h->to_start);
+  for (int32_t id : ids) {
+    ClientConn* s = streamOf(h->ng, id);
+    if (s != nullptr && s->view != nullptr && s->state == ClientState::kHead) processHeads(s);
+  }
+  if (h->to_start.empty()) {
+    ids.clear();
+    ids.swap(h->to_start);  // keep the capacity
+  }
   return true;
 }
 
@@ -449,7 +489,9 @@ void h2Start(ClientConn* c) {
   nghttp2_option* opt = nullptr;
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_auto_window_update(opt, 1);
-  nghttp2_option_set_stream_reset_rate_limit(opt, cfg.reset_burst, cfg.reset_rate);
+  // nghttp2's own bucket is the backstop (it answers INTERNAL_ERROR); ours, in onFrameRecv,
+  // trips first and says ENHANCE_YOUR_CALM.
+  nghttp2_option_set_stream_reset_rate_limit(opt, 2ull * cfg.reset_burst, 2ull * cfg.reset_rate);
   nghttp2_option_set_max_continuations(opt, cfg.max_continuations);
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
   nghttp2_option_set_max_outbound_ack(opt, 1000);
@@ -470,6 +512,8 @@ void h2Start(ClientConn* c) {
   // The connection window covers many streams at once (each stream is bounded above).
   nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, 1 << 20);
   event_assign(&h->send_ev, w->base(), -1, 0, onSendEvent, c);
+  h->reset_tokens = cfg.reset_burst;
+  h->reset_refilled = w->now();
   lv.stats->h2_connections.inc();
   setDeadline(c, w->now() + lv.cfg->timeouts.idle);
   setClientRead(c, true);
