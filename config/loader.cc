@@ -1047,7 +1047,15 @@ void Loader::loadHash(const Entry& e, HashKey* out) {
 }
 
 void Loader::loadUpstream(const Entry& e, UpstreamSettings* out) {
-  Fields f = fieldsOf(e, {"connect_timeout", "idle_timeout", "max_idle_per_member", "retries"});
+  Fields f =
+      fieldsOf(e, {"connect_timeout", "idle_timeout", "max_idle_per_member", "retries", "tls"});
+  if (const Entry* x = f.get("tls")) {
+    out->tls = true;
+    Fields t = fieldsOf(*x, {"ca_file", "verify", "server_name"});
+    if (const Entry* y = t.get("ca_file")) readString(*y, &out->tls_ca_file);
+    if (const Entry* y = t.get("verify")) readBool(*y, &out->tls_verify);
+    if (const Entry* y = t.get("server_name")) readString(*y, &out->tls_server_name);
+  }
   if (const Entry* x = f.get("connect_timeout")) readDuration(*x, false, &out->connect_timeout);
   if (const Entry* x = f.get("idle_timeout")) readDuration(*x, false, &out->idle_timeout);
   if (const Entry* x = f.get("max_idle_per_member")) {

@@ -165,6 +165,11 @@ struct UpstreamSettings {
   Duration idle_timeout = 60s;        // an idle pooled connection is closed after this
   uint32_t max_idle_per_member = 64;  // per worker
   uint32_t retries = 1;               // extra attempts for idempotent requests
+  // TLS to the members (`upstream: { tls: {...} }`).
+  bool tls = false;
+  bool tls_verify = true;       // check the member's certificate chain (and name, if given)
+  std::string tls_ca_file;      // PEM CA bundle; "" = the system's default paths
+  std::string tls_server_name;  // SNI and the name to verify; "" = no SNI, chain only
 };
 
 // Autoscale (issue 4): Azure Monitor autoscale semantics plus HPA-style target tracking.

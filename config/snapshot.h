@@ -22,6 +22,7 @@ struct MemberStats;
 class TlsServerContext;
 struct TicketKeyRing;
 }  // namespace scalegate::l7proxy
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
 namespace scalegate::config {
 
@@ -68,6 +69,8 @@ struct Snapshot {
   std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> listener_tls;
   // Session ticket keys of every TLS listener; control rotates them on an interval.
   std::shared_ptr<const l7proxy::TicketKeyRing> ticket_keys;
+  // Client TLS contexts of the pools with upstream TLS, by pool name.
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> pool_tls;
 
   // Index of a pool by name in `pools`, or -1.
   int poolIndex(const std::string& name) const {

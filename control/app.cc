@@ -84,6 +84,7 @@ int App::run() {
               {"workers", std::to_string(s.fds.size())}});
   }
   st = tls_.prepare(*config_, &listener_tls_);
+  if (st.isOk()) st = tls_.preparePools(*config_, &pool_tls_);
   if (!st.isOk()) {
     SG_LOG(kError, "cannot start: %s", st.message().c_str());
     return 1;
@@ -222,7 +223,9 @@ void App::publishIfChanged() {
   updateProbeTargets();
 }
 
-SnapshotTls App::snapshotTls() const { return SnapshotTls{listener_tls_, tls_.ticketKeys()}; }
+SnapshotTls App::snapshotTls() const {
+  return SnapshotTls{listener_tls_, tls_.ticketKeys(), pool_tls_};
+}
 
 void App::checkTls() {
   if (shutting_down_) return;
@@ -404,7 +407,9 @@ void App::reload() {
     return;
   }
   std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> tls;
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> pool_tls;
   Status tls_st = tls_.prepare(*cfg, &tls);
+  if (tls_st.isOk()) tls_st = tls_.preparePools(*cfg, &pool_tls);
   if (!tls_st.isOk()) {
     ++reloads_failed_;
     logEvent(LogLevel::kError, "reload failed; keeping the running config",
@@ -432,6 +437,7 @@ void App::reload() {
   applyLogSettings(*cfg);
   config_ = cfg;
   listener_tls_ = std::move(tls);
+  pool_tls_ = std::move(pool_tls);
   current_sockets_ = std::move(socks);
   registry_->applyConfig(config_);
   if (Status as = autoscale_->applyConfig(*config_); !as.isOk()) {

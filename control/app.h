@@ -75,6 +75,7 @@ class App {
   std::unique_ptr<ListenerStatsTable> listener_stats_;
   TlsTable tls_;
   std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> listener_tls_;
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> pool_tls_;
   std::string last_tls_error_;
   MonoTime next_tls_check_{};
   std::unique_ptr<Prober> prober_;

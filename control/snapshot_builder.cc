@@ -25,6 +25,7 @@ std::shared_ptr<const config::Snapshot> buildSnapshot(
   auto s = std::make_shared<config::Snapshot>();
   s->listener_tls = std::move(tls.listener_tls);
   s->ticket_keys = std::move(tls.ticket_keys);
+  s->pool_tls = std::move(tls.pool_tls);
   s->generation = generation;
   s->config = registry.effectiveConfig();
   s->sockets = std::move(sockets);

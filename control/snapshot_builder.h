@@ -34,6 +34,7 @@ class ListenerStatsTable {
 struct SnapshotTls {
   std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> listener_tls;
   std::shared_ptr<const l7proxy::TicketKeyRing> ticket_keys;
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> pool_tls;
 };
 
 std::shared_ptr<const config::Snapshot> buildSnapshot(

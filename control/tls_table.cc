@@ -59,6 +59,32 @@ Status TlsTable::prepare(const config::Config& cfg,
   return Status::ok();
 }
 
+Status TlsTable::preparePools(const config::Config& cfg,
+                              std::map<std::string, std::shared_ptr<ssl_ctx_st>>* out) {
+  std::map<std::string, PoolEntry> next;
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> result;
+  for (const auto& [name, pool] : cfg.pools) {
+    const config::UpstreamSettings& u = pool.upstream;
+    if (!u.tls) continue;
+    std::string fp = std::string(u.tls_verify ? "v|" : "-|") + u.tls_server_name + "|" +
+                     (u.tls_ca_file.empty() ? "" : fileStamp(u.tls_ca_file));
+    auto it = by_pool_.find(name);
+    if (it != by_pool_.end() && it->second.fingerprint == fp) {
+      next[name] = it->second;
+      result[name] = it->second.ctx;
+      continue;
+    }
+    auto ctx = l7proxy::newClientContext(u.tls_ca_file, u.tls_verify);
+    if (!ctx.isOk()) return invalidArgument("pool " + name + ": " + ctx.status().message());
+    std::shared_ptr<ssl_ctx_st> owned(ctx.value(), SSL_CTX_free);
+    next[name] = PoolEntry{fp, owned};
+    result[name] = owned;
+  }
+  by_pool_ = std::move(next);
+  *out = std::move(result);
+  return Status::ok();
+}
+
 bool TlsTable::filesChanged() const {
   for (const auto& [name, e] : by_listener_) {
     for (const auto& [path, stamp] : e.files) {

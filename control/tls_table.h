@@ -32,6 +32,10 @@ class TlsTable {
   // since the last one (the first call always makes one). True when the ring changed.
   bool rotateIfDue(const config::Config& cfg, MonoTime now);
   std::shared_ptr<const l7proxy::TicketKeyRing> ticketKeys() const { return tickets_; }
+  // Client contexts for the pools of cfg with upstream TLS (by pool name); rebuilt when the
+  // settings or the CA file change. On error nothing changes.
+  Status preparePools(const config::Config& cfg,
+                      std::map<std::string, std::shared_ptr<ssl_ctx_st>>* out);
 
   static constexpr size_t kTicketKeysKept = 3;  // the sealing key and two older ones
 
@@ -43,6 +47,11 @@ class TlsTable {
   };
   static std::string fingerprint(const config::ListenerTls& t);
   std::map<std::string, Entry> by_listener_;
+  struct PoolEntry {
+    std::string fingerprint;
+    std::shared_ptr<ssl_ctx_st> ctx;
+  };
+  std::map<std::string, PoolEntry> by_pool_;
   std::shared_ptr<const l7proxy::TicketKeyRing> tickets_;
   MonoTime last_rotation_{};
   bool rotated_once_ = false;

@@ -25,6 +25,7 @@ void onClientWrite(evutil_socket_t fd, short what, void* arg);
 void onClientTimer(evutil_socket_t fd, short what, void* arg);
 void onUpstreamRead(evutil_socket_t fd, short what, void* arg);
 void onUpstreamWrite(evutil_socket_t fd, short what, void* arg);
+void upstreamConnecting(UpstreamConn* u, ClientConn* c);
 
 void flushClient(ClientConn* c);
 void flushUpstream(ClientConn* c);
@@ -121,6 +122,12 @@ void setClientWrite(ClientConn* c, bool on) {
 }
 
 void setUpRead(UpstreamConn* u, bool on) {
+  if (on && u->ssl != nullptr && SSL_pending(u->ssl) > 0) {
+    u->read_enabled = true;  // decrypted bytes wait inside OpenSSL, not in the socket
+    event_add(&u->rev, nullptr);
+    event_active(&u->rev, EV_READ, 1);
+    return;
+  }
   if (u->read_enabled == on) return;
   u->read_enabled = on;
   if (on) {
@@ -223,6 +230,10 @@ void destroyUpstream(UpstreamConn* u) {
   Worker* w = u->worker;
   event_del(&u->rev);
   event_del(&u->wev);
+  if (u->ssl != nullptr) {
+    SSL_free(u->ssl);
+    u->ssl = nullptr;
+  }
   ::close(u->fd);
   if (u->in != nullptr) w->buffers().put(u->in);
   w->mutableCounters().upstream_cx_active.dec();
@@ -233,7 +244,49 @@ void destroyUpstream(UpstreamConn* u) {
   w->deferDelete(u);
 }
 
-UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, int* err) {
+ssize_t upstreamRecv(UpstreamConn* u, char* p, size_t n) {
+  if (u->ssl == nullptr) return ::read(u->fd, p, n);
+  ERR_clear_error();
+  int r = SSL_read(u->ssl, p, static_cast<int>(std::min<size_t>(n, INT32_MAX)));
+  if (r > 0) {
+    if (SSL_pending(u->ssl) > 0 && u->read_enabled) event_active(&u->rev, EV_READ, 1);
+    return r;
+  }
+  switch (SSL_get_error(u->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_ZERO_RETURN:
+      return 0;
+    default:
+      errno = ECONNRESET;
+      return -1;
+  }
+}
+
+ssize_t upstreamSendv(UpstreamConn* u, const iovec* iov, int n) {
+  if (u->ssl == nullptr) return ::writev(u->fd, iov, n);
+  ssize_t total = 0;
+  for (int i = 0; i < n; ++i) {
+    if (iov[i].iov_len == 0) continue;
+    ERR_clear_error();
+    int r = SSL_write(u->ssl, iov[i].iov_base,
+                      static_cast<int>(std::min<size_t>(iov[i].iov_len, INT32_MAX)));
+    if (r > 0) {
+      total += r;
+      if (static_cast<size_t>(r) < iov[i].iov_len) return total;
+      continue;
+    }
+    int e = SSL_get_error(u->ssl, r);
+    if (total > 0) return total;
+    errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? EAGAIN : EPIPE;
+    return -1;
+  }
+  return total;
+}
+
+UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, const PoolView* p, int* err) {
   const SocketAddress& a = s->address;
   int fd = ::socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -248,16 +301,34 @@ UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, int* err) {
     ::close(fd);
     return nullptr;
   }
+  SSL* ssl = nullptr;
+  if (p->tls != nullptr) {
+    ssl = SSL_new(p->tls);
+    if (ssl == nullptr) {
+      *err = ENOMEM;
+      ::close(fd);
+      return nullptr;
+    }
+    SSL_set_fd(ssl, fd);
+    SSL_set_connect_state(ssl);
+    const config::UpstreamSettings& us = p->cfg->upstream;
+    if (!us.tls_server_name.empty()) {
+      SSL_set_tlsext_host_name(ssl, us.tls_server_name.c_str());
+      if (us.tls_verify) SSL_set1_host(ssl, us.tls_server_name.c_str());
+    }
+  }
   auto* u = new UpstreamConn();
   u->fd = fd;
   u->worker = w;
   u->slot = s;
+  u->ssl = ssl;
   ++s->refs;
-  u->connected = (rc == 0);
+  u->tcp_connected = (rc == 0);
+  u->connected = (rc == 0) && ssl == nullptr;
   event_assign(&u->rev, w->base(), fd, EV_READ | EV_PERSIST, onUpstreamRead, u);
   event_assign(&u->wev, w->base(), fd, EV_WRITE | EV_PERSIST, onUpstreamWrite, u);
   setUpRead(u, true);
-  if (!u->connected) setUpWrite(u, true);
+  if (!u->connected) setUpWrite(u, true);  // connect or handshake progress
   w->mutableCounters().upstream_cx_total.inc();
   w->mutableCounters().upstream_cx_active.inc();
   return u;
@@ -635,7 +706,7 @@ void flushUpstream(ClientConn* c) {
   }
   if (ex.req_fwd > 0) iov[n++] = {c->in->begin(), ex.req_fwd};
   if (n > 0) {
-    ssize_t wr = ::writev(u->fd, iov, n);
+    ssize_t wr = upstreamSendv(u, iov, n);
     if (wr < 0) {
       if (errno == EAGAIN || errno == EINTR) {
         setUpWrite(u, true);
@@ -693,6 +764,15 @@ bool assignUpstream(ClientConn* c) {
     ms->rq_active.inc();
     MemberSlot* s = p->slots[m];
     UpstreamConn* u = s->idle_head;
+    // Pools naming the same address share its slot: a pooled connection is only reused by a
+    // pool with the same upstream TLS context (or none).
+    // (The SSL holds a reference on its context, so the pointer comparison is sound.)
+    for (int look = 0; u != nullptr; u = u->next_idle) {
+      SSL_CTX* idle_ctx = u->ssl != nullptr ? SSL_get_SSL_CTX(u->ssl) : nullptr;
+      if (idle_ctx == p->tls) break;
+      if (++look == 8) u = nullptr;  // mixed pools on one address are rare: look a little
+      if (u == nullptr) break;
+    }
     if (u != nullptr) {
       unlinkIdle(s, u);
       u->client = c;
@@ -702,7 +782,7 @@ bool assignUpstream(ClientConn* c) {
       return true;
     }
     int err = 0;
-    u = connectUpstream(w, s, &err);
+    u = connectUpstream(w, s, p, &err);
     if (u == nullptr) {
       w->mutableCounters().upstream_cx_connect_fail.inc();
       ms->cx_connect_fail.inc();
@@ -1364,13 +1444,24 @@ void onClientTimer(evutil_socket_t, short, void* arg) {
   }
 }
 
-void onUpstreamRead(evutil_socket_t fd, short, void* arg) {
+void onUpstreamRead(evutil_socket_t, short, void* arg) {
   auto* u = static_cast<UpstreamConn*>(arg);
   Worker* w = u->worker;
   w->refreshNow();
   ClientConn* c = u->client;
   if (c == nullptr) {  // idle in the pool: the member closed it (or sent junk)
+    if (u->ssl != nullptr) {
+      // TLS 1.3 servers send session tickets after the handshake: those are no reason to
+      // give the connection up; application bytes or a close are.
+      char sink[256];
+      ssize_t n = upstreamRecv(u, sink, sizeof(sink));
+      if (n < 0 && errno == EAGAIN) return;
+    }
     closeIdleUpstream(u);
+    return;
+  }
+  if (!u->connected) {  // the TLS handshake wants to read
+    upstreamConnecting(u, c);
     return;
   }
   if (u->in == nullptr) u->in = w->buffers().get();
@@ -1379,7 +1470,7 @@ void onUpstreamRead(evutil_socket_t fd, short, void* arg) {
     setUpRead(u, false);
     return;
   }
-  ssize_t n = ::read(fd, u->in->data() + u->in->end, u->in->room());
+  ssize_t n = upstreamRecv(u, u->in->data() + u->in->end, u->in->room());
   if (n > 0) {
     u->in->end += static_cast<uint32_t>(n);
     memberStats(c->ex)->bytes_out.inc(static_cast<uint64_t>(n));
@@ -1390,7 +1481,7 @@ void onUpstreamRead(evutil_socket_t fd, short, void* arg) {
   upstreamEof(c, n < 0);
 }
 
-void onUpstreamWrite(evutil_socket_t fd, short, void* arg) {
+void onUpstreamWrite(evutil_socket_t, short, void* arg) {
   auto* u = static_cast<UpstreamConn*>(arg);
   Worker* w = u->worker;
   w->refreshNow();
@@ -1400,9 +1491,19 @@ void onUpstreamWrite(evutil_socket_t fd, short, void* arg) {
     return;
   }
   if (!u->connected) {
+    upstreamConnecting(u, c);
+    return;
+  }
+  flushUpstream(c);
+}
+
+// Connect (and TLS handshake) progress; once through, the request goes out.
+void upstreamConnecting(UpstreamConn* u, ClientConn* c) {
+  Worker* w = u->worker;
+  if (!u->tcp_connected) {
     int err = 0;
     socklen_t len = sizeof(err);
-    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    ::getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
       w->mutableCounters().upstream_cx_connect_fail.inc();
       memberStats(c->ex)->cx_connect_fail.inc();
@@ -1410,9 +1511,32 @@ void onUpstreamWrite(evutil_socket_t fd, short, void* arg) {
       upstreamFailed(c, false);
       return;
     }
-    u->connected = true;
-    c->deadline = c->ex.started + listenerCfg(c).timeouts.request;  // lazily re-armed
+    u->tcp_connected = true;
   }
+  if (u->ssl != nullptr) {
+    ERR_clear_error();
+    int rc = SSL_do_handshake(u->ssl);
+    if (rc != 1) {
+      int e = SSL_get_error(u->ssl, rc);
+      if (e == SSL_ERROR_WANT_READ) {
+        setUpWrite(u, false);
+        return;
+      }
+      if (e == SSL_ERROR_WANT_WRITE) {
+        setUpWrite(u, true);
+        return;
+      }
+      // A failed handshake (certificate not trusted, name mismatch, no common version) is a
+      // connect failure: the member cannot be used.
+      w->mutableCounters().upstream_cx_connect_fail.inc();
+      memberStats(c->ex)->cx_connect_fail.inc();
+      memberFailed(c->ex);
+      upstreamFailed(c, false);
+      return;
+    }
+  }
+  u->connected = true;
+  c->deadline = c->ex.started + listenerCfg(c).timeouts.request;  // lazily re-armed
   flushUpstream(c);
 }
 

@@ -42,8 +42,10 @@ struct UpstreamConn {
   MonoTime idle_since{};
   std::shared_ptr<MemberStats> stats_owner;  // keeps `stats` valid while the connection lives
   MemberWorkerStats* stats = nullptr;        // of the member that opened it, this worker's slot
-  bool connected = false;
-  bool reused = false;  // carried an earlier request
+  bool connected = false;                    // TCP connected and, with TLS, the handshake done
+  bool tcp_connected = false;                // TLS: the handshake may start
+  bool reused = false;                       // carried an earlier request
+  SSL* ssl = nullptr;                        // TLS to the member (the pool's upstream.tls)
   bool read_enabled = false;
   bool write_armed = false;
   event rev;

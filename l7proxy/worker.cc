@@ -200,6 +200,9 @@ void Worker::adoptLatest() {
     PoolView& pv = v->pools[i];
     pv.cfg = ps.pool;
     pv.state = &ps;
+    if (auto it = s->pool_tls.find(ps.pool->name); it != s->pool_tls.end()) {
+      pv.tls = it->second.get();
+    }
     std::vector<MemberView> members(ps.members.size());
     for (size_t m = 0; m < ps.members.size(); ++m) {
       members[m].weight = ps.members[m].draining ? 0 : ps.members[m].weight;

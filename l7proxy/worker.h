@@ -50,6 +50,7 @@ struct MemberSlot {
 
 struct PoolView {
   const config::Pool* cfg = nullptr;
+  SSL_CTX* tls = nullptr;  // upstream TLS: held by the snapshot
   const config::PoolState* state = nullptr;
   std::unique_ptr<Balancer> balancer;
   std::vector<MemberSlot*> slots;                // parallel to cfg->members
