@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # TLS handshakes per second per core: scalegate vs HAProxy, one thread each, same certificate
-# (ECDSA P-256), same OpenSSL. sgload sends every request with "Connection: close", so each
-# request is a new TCP connection and a full TLS handshake (sgload keeps no session to
-# resume). Prints new connections per second and the proxy's CPU µs per handshake (utime +
+# (RSA 2048 by default, or ECDSA P-256), same OpenSSL. sgload sends every request with
+# "Connection: close", so each request is a new TCP connection and a full TLS handshake
+# (sgload keeps no session to resume). Prints new connections per second and the proxy's CPU µs per handshake (utime +
 # stime over the run), as medians over interleaved rounds; handshakes per CPU-second is
 # 1e6 / that, the rate one core sustains. See bench/README.md.
 set -euo pipefail
@@ -16,6 +16,7 @@ source "$here/tls_lib.sh"
 rounds=3
 duration=10
 connections=32
+key=rsa
 only="scalegate,haproxy"
 SG_SGLOAD=${SG_SGLOAD:-$SG_BIN_DIR/bench/sgload}
 
@@ -25,6 +26,8 @@ usage: $0 [options]
   --rounds N        interleaved rounds; medians are reported (default $rounds)
   --duration S      seconds per measured run (default $duration)
   --connections N   concurrent sgload connections (default $connections)
+  --key rsa|ec      certificate key: RSA 2048 (the server's signature dominates, so one
+                    client core saturates the server core) or ECDSA P-256 (default $key)
   --only LIST       targets, comma-separated: scalegate, haproxy, nginx (default $only)
 env: SG_SGLOAD names the sgload binary (default \$SG_BIN_DIR/bench/sgload, built when missing)
 USAGE
@@ -34,6 +37,7 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
+    --key) key=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -57,13 +61,14 @@ sg_ensure_built scalegate "$SG_SCALEGATE"
 sg_ensure_built sgbackend "$SG_SGBACKEND"
 sg_ensure_built sgload "$SG_SGLOAD"
 ulimit -n "$(ulimit -Hn)"
-sg_make_cert "$SG_TMP" web localhost
+[[ $key == rsa || $key == ec ]] || sg_die "--key wants rsa or ec"
+sg_make_cert "$SG_TMP" web localhost "$key"
 
 proxy_cpu=1
 load_cpu=0
 sg_start_backend b1 "$load_cpu" --threads 1
 backend=$SG_LAST_PORT
-echo "load: sgload -c$connections -d${duration}s -H 'Connection: close' https://127.0.0.1:PORT/ (a full handshake per request, CPU $load_cpu); proxy on CPU $proxy_cpu, one thread; $rounds rounds"
+echo "certificate: $key; load: sgload -c$connections -d${duration}s -H 'Connection: close' https://127.0.0.1:PORT/ (a full handshake per request, CPU $load_cpu); proxy on CPU $proxy_cpu, one thread; $rounds rounds"
 
 results=$SG_TMP/results.tsv
 : >"$results"

@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # TLS helpers for the TLS / HTTP/2 bench scripts (source after lib.sh).
 #
-#   sg_make_cert DIR NAME CN     self-signed P-256 certificate: DIR/NAME.crt, .key, .pem (both)
+#   sg_make_cert DIR NAME CN [ec|rsa]
+#                                self-signed certificate (ECDSA P-256, or RSA 2048):
+#                                DIR/NAME.crt, .key, .pem (both)
 #   sg_start_tls_proxy NAME CPU PORT CERT_DIR BACKEND_PORT...
 #                                scalegate | nginx | haproxy terminating TLS with
 #                                CERT_DIR/web.{crt,key,pem}, ALPN h2 + http/1.1, one
@@ -9,8 +11,13 @@
 #                                sg_start_proxy (nginx: master and worker).
 
 sg_make_cert() {
-  local dir=$1 name=$2 cn=$3
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  local dir=$1 name=$2 cn=$3 kind=${4:-ec} key_args
+  if [[ $kind == rsa ]]; then
+    key_args=(-newkey rsa:2048)
+  else
+    key_args=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
+  fi
+  openssl req -x509 "${key_args[@]}" -nodes -days 2 \
     -subj "/CN=$cn" -addext "subjectAltName=DNS:$cn" \
     -keyout "$dir/$name.key" -out "$dir/$name.crt" >/dev/null 2>&1 || sg_die "openssl req failed"
   cat "$dir/$name.crt" "$dir/$name.key" >"$dir/$name.pem"
