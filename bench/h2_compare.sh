@@ -57,7 +57,7 @@ sg_init
 sg_ensure_built scalegate "$SG_SCALEGATE"
 sg_ensure_built sgbackend "$SG_SGBACKEND"
 ulimit -n "$(ulimit -Hn)"
-sg_make_cert "$SG_TMP" web localhost
+sg_make_named_cert "$SG_TMP" web localhost
 
 # The proxy gets CPU 1 to itself; h2load and the backends share CPU 0 (see proxy_compare.sh):
 # CPU µs per request is the figure that survives the noise of a shared machine.
@@ -111,11 +111,11 @@ echo
 echo "median of $rounds rounds (h2load -c$clients -m$streams -D${duration}s, h2 over TLS)"
 printf '%-10s %10s %12s %8s\n' target req/s cpu_us/req failed
 for t in "${targets[@]}"; do
-  printf '%-10s %10s %12s %8s\n' "$t" "$(sg_median "$results" "$t" 3)" \
-    "$(sg_median "$results" "$t" 4)" \
+  printf '%-10s %10s %12s %8s\n' "$t" "$(sg_tsv_median "$results" "$t" 3)" \
+    "$(sg_tsv_median "$results" "$t" 4)" \
     "$(awk -F'\t' -v t="$t" '$1 == t { s += $5 } END { print s + 0 }' "$results")"
 done
 if [[ ,$only, == *,scalegate,* && ,$only, == *,nginx,* ]]; then
-  awk -v a="$(sg_median "$results" scalegate 4)" -v b="$(sg_median "$results" nginx 4)" \
+  awk -v a="$(sg_tsv_median "$results" scalegate 4)" -v b="$(sg_tsv_median "$results" nginx 4)" \
     'BEGIN { printf "\nscalegate / nginx: cpu/req ratio %.3f (at most 1 is the goal)\n", a / b }'
 fi

@@ -62,7 +62,7 @@ sg_ensure_built sgbackend "$SG_SGBACKEND"
 sg_ensure_built sgload "$SG_SGLOAD"
 ulimit -n "$(ulimit -Hn)"
 [[ $key == rsa || $key == ec ]] || sg_die "--key wants rsa or ec"
-sg_make_cert "$SG_TMP" web localhost "$key"
+sg_make_named_cert "$SG_TMP" web localhost "$key"
 
 proxy_cpu=1
 load_cpu=0
@@ -113,11 +113,11 @@ echo
 echo "median of $rounds rounds (new TLS connection per request)"
 printf '%-10s %10s %14s %18s %8s\n' target conn/s cpu_us/hs handshakes/cpu-s errors
 for t in "${targets[@]}"; do
-  printf '%-10s %10s %14s %18s %8s\n' "$t" "$(sg_median "$results" "$t" 3)" \
-    "$(sg_median "$results" "$t" 4)" "$(sg_median "$results" "$t" 5)" \
+  printf '%-10s %10s %14s %18s %8s\n' "$t" "$(sg_tsv_median "$results" "$t" 3)" \
+    "$(sg_tsv_median "$results" "$t" 4)" "$(sg_tsv_median "$results" "$t" 5)" \
     "$(awk -F'\t' -v t="$t" '$1 == t { s += $6 } END { print s + 0 }' "$results")"
 done
 if [[ ,$only, == *,scalegate,* && ,$only, == *,haproxy,* ]]; then
-  awk -v a="$(sg_median "$results" scalegate 5)" -v b="$(sg_median "$results" haproxy 5)" \
+  awk -v a="$(sg_tsv_median "$results" scalegate 5)" -v b="$(sg_tsv_median "$results" haproxy 5)" \
     'BEGIN { printf "\nscalegate / haproxy: handshakes per cpu-second ratio %.3f (at least 1 is the goal)\n", a / b }'
 fi

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # TLS helpers for the TLS / HTTP/2 bench scripts (source after lib.sh).
 #
-#   sg_make_cert DIR NAME CN [ec|rsa]
+#   sg_make_named_cert DIR NAME CN [ec|rsa]
 #                                self-signed certificate (ECDSA P-256, or RSA 2048):
 #                                DIR/NAME.crt, .key, .pem (both)
 #   sg_start_tls_proxy NAME CPU PORT CERT_DIR BACKEND_PORT...
@@ -10,7 +10,7 @@
 #                                worker/thread pinned to CPU; sets SG_PROXY_PIDS like
 #                                sg_start_proxy (nginx: master and worker).
 
-sg_make_cert() {
+sg_make_named_cert() {
   local dir=$1 name=$2 cn=$3 kind=${4:-ec} key_args
   if [[ $kind == rsa ]]; then
     key_args=(-newkey rsa:2048)
@@ -158,7 +158,7 @@ sg_start_tls_proxy() {
 }
 
 # "median FILE TARGET COLUMN": the median of COLUMN over the rows of TARGET in a TSV.
-sg_median() {
+sg_tsv_median() {
   awk -F'\t' -v t="$2" -v c="$3" '$1 == t { print $c }' "$1" | sort -g |
     awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
