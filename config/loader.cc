@@ -322,6 +322,8 @@ class Loader {
   void loadLimits(const Entry& e, HttpLimits* out);
   void loadTimeouts(const Entry& e, HttpTimeouts* out);
   void loadTcpTimeouts(const Entry& e, TcpSettings* out);
+  void loadTls(const Entry& e, ListenerTls* out);
+  void loadHttp2(const Entry& e, Http2Settings* out);
   void loadVip(const Entry& e, Listener* out);
   void loadPool(const Entry& e, Pool* out);
   void loadHash(const Entry& e, HashKey* out);
@@ -685,7 +687,7 @@ void Loader::loadListener(const Entry& e, Listener* out) {
   out->where = where(e);
   Fields f = fieldsOf(e, {"name", "protocol", "listen", "routes", "pool", "vip", "mode", "limits",
                           "timeouts", "forwarded_headers", "request_id_header", "proxy_protocol",
-                          "splice"});
+                          "splice", "tls", "http2"});
   if (!f.ok) return;
   if (const Entry* x = f.get("name")) {
     readName(*x, &out->name);
@@ -735,6 +737,8 @@ void Loader::loadListener(const Entry& e, Listener* out) {
     if (const Entry* x = f.get("limits")) loadLimits(*x, &out->limits);
     if (const Entry* x = f.get("timeouts")) loadTimeouts(*x, &out->timeouts);
     if (const Entry* x = f.get("forwarded_headers")) readBool(*x, &out->xff);
+    if (const Entry* x = f.get("tls")) loadTls(*x, &out->tls);
+    if (const Entry* x = f.get("http2")) loadHttp2(*x, &out->http2);
     if (const Entry* x = f.get("request_id_header")) {
       std::string name;
       if (readString(*x, &name)) {
@@ -747,7 +751,8 @@ void Loader::loadListener(const Entry& e, Listener* out) {
     }
   } else {
     notUsed(f, "routes", by_proto + " (they forward to one pool: set pool)");
-    for (const char* key : {"limits", "forwarded_headers", "request_id_header"}) {
+    for (const char* key :
+         {"limits", "forwarded_headers", "request_id_header", "tls", "http2"}) {
       notUsed(f, key, by_proto + " (only by http)");
     }
     if (out->protocol == ListenerProtocol::kTcp) {
@@ -838,6 +843,90 @@ void Loader::loadTcpTimeouts(const Entry& e, TcpSettings* out) {
   Fields f = fieldsOf(e, {"idle", "connect"});
   if (const Entry* x = f.get("idle")) readDuration(*x, false, &out->idle);
   if (const Entry* x = f.get("connect")) readDuration(*x, false, &out->connect);
+}
+
+void Loader::loadTls(const Entry& e, ListenerTls* out) {
+  out->enabled = true;
+  Fields f = fieldsOf(
+      e, {"certificates", "min_version", "ciphers", "alpn", "session_tickets", "ticket_rotation"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("certificates")) {
+    int defaults = 0;
+    for (const Entry& item : itemsOf(*x, "certificates")) {
+      TlsCertificate c;
+      c.where = where(item);
+      Fields cf = fieldsOf(item, {"cert", "key", "default"});
+      if (!cf.ok) continue;
+      if (const Entry* y = cf.get("cert")) {
+        readString(*y, &c.cert_file);
+      } else {
+        missing(item, "cert", "the PEM certificate chain file");
+      }
+      if (const Entry* y = cf.get("key")) {
+        readString(*y, &c.key_file);
+      } else {
+        missing(item, "key", "the PEM private key file");
+      }
+      if (const Entry* y = cf.get("default")) {
+        readBool(*y, &c.is_default);
+        if (c.is_default && ++defaults > 1) {
+          error(*y, "only one certificate may be the default");
+        }
+      }
+      out->certificates.push_back(std::move(c));
+    }
+  }
+  if (out->certificates.empty()) {
+    const Entry* x = f.get("certificates");
+    error(x != nullptr ? x->line : e.line, e.path + ".certificates",
+          "a tls listener needs at least one certificate ({cert: FILE, key: FILE})");
+  }
+  if (const Entry* x = f.get("min_version")) {
+    std::string v;
+    if (readString(*x, &v)) {
+      if (v == "1.2") {
+        out->min_version = TlsVersion::k12;
+      } else if (v == "1.3") {
+        out->min_version = TlsVersion::k13;
+      } else {
+        error(*x, "bad min_version " + quoted(v) + " (allowed: \"1.2\", \"1.3\")");
+      }
+    }
+  }
+  if (const Entry* x = f.get("ciphers")) readString(*x, &out->ciphers);
+  if (const Entry* x = f.get("alpn")) {
+    out->alpn.clear();
+    for (const Entry& item : itemsOf(*x, "protocols")) {
+      std::string p;
+      if (!readString(item, &p)) continue;
+      if (p != "h2" && p != "http/1.1") {
+        error(item, "bad alpn protocol " + quoted(p) + " (allowed: h2, http/1.1)");
+        continue;
+      }
+      out->alpn.push_back(p);
+    }
+  }
+  if (const Entry* x = f.get("session_tickets")) readBool(*x, &out->session_tickets);
+  if (const Entry* x = f.get("ticket_rotation")) readDuration(*x, false, &out->ticket_rotation);
+}
+
+void Loader::loadHttp2(const Entry& e, Http2Settings* out) {
+  Fields f = fieldsOf(e, {"enabled", "max_concurrent_streams", "initial_window_bytes",
+                          "reset_burst", "reset_rate", "max_continuations"});
+  if (const Entry* x = f.get("enabled")) readBool(*x, &out->enabled);
+  if (const Entry* x = f.get("max_concurrent_streams")) {
+    readUint32(*x, 1, 10000, &out->max_concurrent_streams);
+  }
+  if (const Entry* x = f.get("initial_window_bytes")) {
+    uint64_t v = 0;
+    if (readSize(*x, 1024, (1u << 31) - 1, &v))
+      out->initial_window_bytes = static_cast<uint32_t>(v);
+  }
+  if (const Entry* x = f.get("reset_burst")) readUint32(*x, 1, 1000000, &out->reset_burst);
+  if (const Entry* x = f.get("reset_rate")) readUint32(*x, 1, 1000000, &out->reset_rate);
+  if (const Entry* x = f.get("max_continuations")) {
+    readUint32(*x, 0, 1000, &out->max_continuations);
+  }
 }
 
 // "10.0.0.10:80/tcp", "[2001:db8::10]:53/udp"; the protocol defaults to tcp.
@@ -991,7 +1080,15 @@ void Loader::loadHash(const Entry& e, HashKey* out) {
 }
 
 void Loader::loadUpstream(const Entry& e, UpstreamSettings* out) {
-  Fields f = fieldsOf(e, {"connect_timeout", "idle_timeout", "max_idle_per_member", "retries"});
+  Fields f =
+      fieldsOf(e, {"connect_timeout", "idle_timeout", "max_idle_per_member", "retries", "tls"});
+  if (const Entry* x = f.get("tls")) {
+    out->tls = true;
+    Fields t = fieldsOf(*x, {"ca_file", "verify", "server_name"});
+    if (const Entry* y = t.get("ca_file")) readString(*y, &out->tls_ca_file);
+    if (const Entry* y = t.get("verify")) readBool(*y, &out->tls_verify);
+    if (const Entry* y = t.get("server_name")) readString(*y, &out->tls_server_name);
+  }
   if (const Entry* x = f.get("connect_timeout")) readDuration(*x, false, &out->connect_timeout);
   if (const Entry* x = f.get("idle_timeout")) readDuration(*x, false, &out->idle_timeout);
   if (const Entry* x = f.get("max_idle_per_member")) {

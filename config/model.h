@@ -62,6 +62,41 @@ struct TcpSettings {
   ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // kNone = the pool's setting
   bool splice = true;  // zero-copy splice() through a pipe; false = read/write
 };
+
+// One certificate chain and its private key (PEM files). SNI picks among a listener's
+// certificates by the names in the certificate (SAN DNS entries, else the CN).
+struct TlsCertificate {
+  std::string cert_file;
+  std::string key_file;
+  bool is_default = false;  // served when SNI matches nothing (else the first one)
+  SourceLocation where;
+};
+
+enum class TlsVersion { k12, k13 };
+
+// TLS termination on an http listener. Certificates are read when a snapshot is built and
+// again on SIGHUP or when a file's mtime changes.
+struct ListenerTls {
+  bool enabled = false;
+  std::vector<TlsCertificate> certificates;
+  TlsVersion min_version = TlsVersion::k12;
+  std::string ciphers;  // TLS 1.2 cipher list (OpenSSL syntax); "" = modern AEAD-only default
+  std::vector<std::string> alpn{"h2", "http/1.1"};  // server preference order
+  bool session_tickets = true;
+  Duration ticket_rotation = 1h;  // a new encryption key this often; 2 old ones still decrypt
+};
+
+// HTTP/2 from clients on an http listener (ALPN h2 over TLS, prior knowledge on cleartext).
+struct Http2Settings {
+  bool enabled = true;
+  uint32_t max_concurrent_streams = 100;
+  uint32_t initial_window_bytes = 64 * 1024 - 1;  // per stream, request bodies
+  // Rapid-reset defence (CVE-2023-44487): RST_STREAMs a client may send, as a token bucket
+  // of `reset_burst` refilled at `reset_rate` per second; past it: GOAWAY ENHANCE_YOUR_CALM.
+  uint32_t reset_burst = 200;
+  uint32_t reset_rate = 50;
+  uint32_t max_continuations = 8;  // CONTINUATION frames after one HEADERS (flood defence)
+};
 enum class L4Mode { kNat, kDsr };
 enum class IpProto { kTcp, kUdp };
 
@@ -80,6 +115,8 @@ struct Listener {
   std::string pool;           // tcp/l4: the one pool
   HttpLimits limits;
   HttpTimeouts timeouts;
+  ListenerTls tls;
+  Http2Settings http2;
   bool xff = true;                                 // append X-Forwarded-For / -Proto
   std::string request_id_header = "x-request-id";  // "" disables
   TcpSettings tcp;                                 // tcp only
@@ -139,6 +176,11 @@ struct UpstreamSettings {
   Duration idle_timeout = 60s;        // an idle pooled connection is closed after this
   uint32_t max_idle_per_member = 64;  // per worker
   uint32_t retries = 1;               // extra attempts for idempotent requests
+  // TLS to the members (`upstream: { tls: {...} }`).
+  bool tls = false;
+  bool tls_verify = true;       // check the member's certificate chain (and name, if given)
+  std::string tls_ca_file;      // PEM CA bundle; "" = the system's default paths
+  std::string tls_server_name;  // SNI and the name to verify; "" = no SNI, chain only
 };
 
 // Autoscale (issue 4): Azure Monitor autoscale semantics plus HPA-style target tracking.

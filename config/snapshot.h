@@ -18,7 +18,11 @@ namespace scalegate::l7proxy {
 struct ListenerStats;
 struct PoolStats;
 struct MemberStats;
+// TLS (l7proxy/tls.h); control builds them, workers create connections from them.
+class TlsServerContext;
+struct TicketKeyRing;
 }  // namespace scalegate::l7proxy
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
 namespace scalegate::config {
 
@@ -62,6 +66,12 @@ struct Snapshot {
   std::vector<ListenSockets> sockets;  // for http and tcp listeners
   // Parallel to config->listeners.
   std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats;
+  // Parallel to config->listeners: the TLS context of each TLS listener (null otherwise).
+  std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> listener_tls;
+  // Session ticket keys of every TLS listener; control rotates them on an interval.
+  std::shared_ptr<const l7proxy::TicketKeyRing> ticket_keys;
+  // Client TLS contexts of the pools with upstream TLS, by pool name.
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> pool_tls;
 
   // Index of a pool by name in `pools`, or -1.
   int poolIndex(const std::string& name) const {

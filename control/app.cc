@@ -83,9 +83,16 @@ int App::run() {
               {"address", s.address.toString()},
               {"workers", std::to_string(s.fds.size())}});
   }
+  st = tls_.prepare(*config_, &listener_tls_);
+  if (st.isOk()) st = tls_.preparePools(*config_, &pool_tls_);
+  if (!st.isOk()) {
+    SG_LOG(kError, "cannot start: %s", st.message().c_str());
+    return 1;
+  }
+  (void)tls_.rotateIfDue(*config_, SystemClock::instance().now());
   listener_stats_ = std::make_unique<ListenerStatsTable>(workers);
   snapshot_ = buildSnapshot(*registry_, ++generation_, current_sockets_,
-                            listener_stats_->resolve(*config_));
+                            listener_stats_->resolve(*config_), snapshotTls());
   published_version_ = registry_->version();
   proxy_ = std::make_unique<l7proxy::Proxy>(workers);
   proxy_->start(snapshot_);
@@ -195,6 +202,10 @@ void App::onHousekeeping(evutil_socket_t, short, void* arg) {
     }
   }
   MonoTime now = SystemClock::instance().now();
+  if (now >= app->next_tls_check_) {
+    app->next_tls_check_ = now + std::chrono::seconds(1);
+    app->checkTls();
+  }
   runOutlierDetection(*app->registry_, now);
   app->registry_->tickDrains(now);
   app->publishIfChanged();
@@ -207,9 +218,40 @@ void App::publishIfChanged() {
   published_version_ = registry_->version();
   last_publish_ = SystemClock::instance().now();
   snapshot_ = buildSnapshot(*registry_, ++generation_, current_sockets_,
-                            listener_stats_->resolve(registry_->config()));
+                            listener_stats_->resolve(registry_->config()), snapshotTls());
   proxy_->publish(snapshot_);
   updateProbeTargets();
+}
+
+SnapshotTls App::snapshotTls() const {
+  return SnapshotTls{listener_tls_, tls_.ticketKeys(), pool_tls_};
+}
+
+void App::checkTls() {
+  if (shutting_down_) return;
+  bool changed = false;
+  if (tls_.filesChanged()) {
+    std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> next;
+    Status st = tls_.prepare(*config_, &next);
+    if (st.isOk()) {
+      listener_tls_ = std::move(next);
+      last_tls_error_.clear();
+      changed = true;
+      logEvent(LogLevel::kInfo, "certificates reloaded", {{"reason", "file changed"}});
+      registry_->addEvent("certificates_reloaded", "", "", "file changed");
+    } else if (st.message() != last_tls_error_) {
+      // Often a rotation caught between writing the certificate and the key: keep the
+      // running certificates and look again next second.
+      last_tls_error_ = st.message();
+      logEvent(LogLevel::kWarn, "certificate reload failed; keeping the running certificates",
+               {{"error", st.message()}});
+    }
+  }
+  if (tls_.rotateIfDue(*config_, SystemClock::instance().now())) changed = true;
+  if (changed) {
+    registry_->markChanged();
+    publishIfChanged();
+  }
 }
 
 Result<std::string> App::readAdminToken(const config::Config& cfg) {
@@ -364,6 +406,17 @@ void App::reload() {
     registry_->addEvent("reload_failed", "", "", token.status().message());
     return;
   }
+  std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> tls;
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> pool_tls;
+  Status tls_st = tls_.prepare(*cfg, &tls);
+  if (tls_st.isOk()) tls_st = tls_.preparePools(*cfg, &pool_tls);
+  if (!tls_st.isOk()) {
+    ++reloads_failed_;
+    logEvent(LogLevel::kError, "reload failed; keeping the running config",
+             {{"config", opts_.config_path}, {"error", tls_st.message()}});
+    registry_->addEvent("reload_failed", "", "", tls_st.message());
+    return;
+  }
   std::vector<config::ListenSockets> socks;
   std::vector<int> retired;
   Status st = sockets_->prepare(*cfg, &socks, &retired);
@@ -383,6 +436,8 @@ void App::reload() {
   admin_->setMaxBodyBytes(cfg->admin.max_request_body_bytes);
   applyLogSettings(*cfg);
   config_ = cfg;
+  listener_tls_ = std::move(tls);
+  pool_tls_ = std::move(pool_tls);
   current_sockets_ = std::move(socks);
   registry_->applyConfig(config_);
   if (Status as = autoscale_->applyConfig(*config_); !as.isOk()) {

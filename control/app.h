@@ -22,6 +22,7 @@
 #include "control/pool_registry.h"
 #include "control/prober.h"
 #include "control/snapshot_builder.h"
+#include "control/tls_table.h"
 #include "l7proxy/proxy.h"
 
 namespace scalegate::control {
@@ -58,6 +59,10 @@ class App {
   // The admin bearer token from cfg.admin.token_file ("" when none is configured).
   static Result<std::string> readAdminToken(const config::Config& cfg);
   void updateProbeTargets();
+  // TLS state for the next snapshot.
+  SnapshotTls snapshotTls() const;
+  // Housekeeping, once a second: certificate files changed on disk, ticket key rotation.
+  void checkTls();
   void onProbeResult(const std::string& pool, const std::string& member, const ProbeOutcome& o);
 
   Options opts_;
@@ -68,6 +73,11 @@ class App {
   std::unique_ptr<l7proxy::Proxy> proxy_;
   std::unique_ptr<PoolRegistry> registry_;
   std::unique_ptr<ListenerStatsTable> listener_stats_;
+  TlsTable tls_;
+  std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> listener_tls_;
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> pool_tls_;
+  std::string last_tls_error_;
+  MonoTime next_tls_check_{};
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<AutoscaleController> autoscale_;

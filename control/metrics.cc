@@ -133,6 +133,23 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
                          "Bytes received from clients (tcp listeners).", MetricType::Counter);
   auto bytes_out = family("scalegate_downstream_bytes_sent_total",
                           "Bytes sent to clients (tcp listeners).", MetricType::Counter);
+  auto tls_hs =
+      family("scalegate_tls_handshakes_total",
+             "TLS handshakes completed, by whether a session was resumed.", MetricType::Counter);
+  auto tls_fail = family("scalegate_tls_handshake_failures_total",
+                         "TLS handshakes that failed or were abandoned.", MetricType::Counter);
+  auto h2_cx = family("scalegate_http2_connections_total", "Client connections that spoke HTTP/2.",
+                      MetricType::Counter);
+  auto h2_streams = family("scalegate_http2_streams_total", "HTTP/2 request streams opened.",
+                           MetricType::Counter);
+  auto h2_resets = family("scalegate_http2_resets_received_total",
+                          "RST_STREAM frames received from clients.", MetricType::Counter);
+  auto h2_goaway =
+      family("scalegate_http2_goaways_sent_total",
+             "GOAWAY frames sent (drain, idle, errors and flood defences).", MetricType::Counter);
+  auto h2_errors = family("scalegate_http2_protocol_errors_total",
+                          "HTTP/2 sessions or streams ended for a protocol violation or a flood.",
+                          MetricType::Counter);
 
   const config::Snapshot* snap = in.snapshot;
   if (snap != nullptr && snap->config != nullptr) {
@@ -163,10 +180,26 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
       addHistogram(duration, l,
                    sumHistograms(
                        *st, [](const S& s) -> auto& { return s.duration; }));
+      if (listeners[i].tls.enabled) {
+        uint64_t all = st->sum([](const S& s) -> auto& { return s.tls_handshakes; });
+        uint64_t resumed = st->sum([](const S& s) -> auto& { return s.tls_resumed; });
+        addCounter(tls_hs, with(l, "resumed", "false"), all - resumed);
+        addCounter(tls_hs, with(l, "resumed", "true"), resumed);
+        addCounter(tls_fail, l,
+                   st->sum([](const S& s) -> auto& { return s.tls_handshake_failures; }));
+      }
+      if (listeners[i].http2.enabled) {
+        addCounter(h2_cx, l, st->sum([](const S& s) -> auto& { return s.h2_connections; }));
+        addCounter(h2_streams, l, st->sum([](const S& s) -> auto& { return s.h2_streams; }));
+        addCounter(h2_resets, l, st->sum([](const S& s) -> auto& { return s.h2_resets_received; }));
+        addCounter(h2_goaway, l, st->sum([](const S& s) -> auto& { return s.h2_goaways_sent; }));
+        addCounter(h2_errors, l, st->sum([](const S& s) -> auto& { return s.h2_protocol_errors; }));
+      }
     }
   }
   for (auto* f : {&cx_total, &cx_active, &rq_total, &rq_active, &responses, &local, &duration,
-                  &bytes_in, &bytes_out}) {
+                  &bytes_in, &bytes_out, &tls_hs, &tls_fail, &h2_cx, &h2_streams, &h2_resets,
+                  &h2_goaway, &h2_errors}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
 }

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "control/load_report.h"
+#include "l7proxy/tls.h"
 
 namespace scalegate::control {
 namespace {
@@ -337,13 +338,11 @@ struct Prober::Impl {
   // No verification: members are addressed by IP and commonly serve self-signed or
   // internal-CA certificates; a probe asks "is it up", not "is it who it claims". One context
   // for all probes, created on first use.
+  // The same client context code as the data path's upstream TLS (l7proxy/tls.h).
   SSL_CTX* sslContext() {
     if (ssl_ctx_ == nullptr) {
-      ssl_ctx_ = SSL_CTX_new(TLS_client_method());
-      if (ssl_ctx_ != nullptr) {
-        SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_NONE, nullptr);
-        SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
-      }
+      auto ctx = l7proxy::newClientContext("", false);
+      if (ctx.isOk()) ssl_ctx_ = ctx.value();
     }
     return ssl_ctx_;
   }
@@ -553,9 +552,7 @@ struct Prober::Impl {
   }
 
   static void onIdleRead(bufferevent*, void* arg) { static_cast<Target*>(arg)->dropIdle(); }
-  static void onIdleEvent(bufferevent*, short, void* arg) {
-    static_cast<Target*>(arg)->dropIdle();
-  }
+  static void onIdleEvent(bufferevent*, short, void* arg) { static_cast<Target*>(arg)->dropIdle(); }
 
   void fail(Target& t, std::string error) {
     Probe& p = *t.probe;

@@ -21,8 +21,11 @@ std::vector<std::shared_ptr<l7proxy::ListenerStats>> ListenerStatsTable::resolve
 
 std::shared_ptr<const config::Snapshot> buildSnapshot(
     const PoolRegistry& registry, uint64_t generation, std::vector<config::ListenSockets> sockets,
-    std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats) {
+    std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats, SnapshotTls tls) {
   auto s = std::make_shared<config::Snapshot>();
+  s->listener_tls = std::move(tls.listener_tls);
+  s->ticket_keys = std::move(tls.ticket_keys);
+  s->pool_tls = std::move(tls.pool_tls);
   s->generation = generation;
   s->config = registry.effectiveConfig();
   s->sockets = std::move(sockets);

@@ -30,8 +30,15 @@ class ListenerStatsTable {
 // A member takes traffic when its probes say healthy (or it has no probe) and outlier
 // detection has not ejected it. When fewer than low_health.threshold_percent of a pool's
 // members qualify, the pool either spreads over every member (panic) or refuses (503).
+// TLS state a snapshot carries (control/tls_table.h builds it).
+struct SnapshotTls {
+  std::vector<std::shared_ptr<const l7proxy::TlsServerContext>> listener_tls;
+  std::shared_ptr<const l7proxy::TicketKeyRing> ticket_keys;
+  std::map<std::string, std::shared_ptr<ssl_ctx_st>> pool_tls;
+};
+
 std::shared_ptr<const config::Snapshot> buildSnapshot(
     const PoolRegistry& registry, uint64_t generation, std::vector<config::ListenSockets> sockets,
-    std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats);
+    std::vector<std::shared_ptr<l7proxy::ListenerStats>> listener_stats, SnapshotTls tls = {});
 
 }  // namespace scalegate::control

@@ -6,11 +6,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "common/hash.h"
+#include "l7proxy/http2.h"
+#include "l7proxy/tls.h"
 #include "l7proxy/worker.h"
 
 namespace scalegate::l7proxy {
@@ -21,12 +25,13 @@ void onClientWrite(evutil_socket_t fd, short what, void* arg);
 void onClientTimer(evutil_socket_t fd, short what, void* arg);
 void onUpstreamRead(evutil_socket_t fd, short what, void* arg);
 void onUpstreamWrite(evutil_socket_t fd, short what, void* arg);
+void upstreamConnecting(UpstreamConn* u, ClientConn* c);
 
-void processHeads(ClientConn* c);
 void flushClient(ClientConn* c);
 void flushUpstream(ClientConn* c);
 bool assignUpstream(ClientConn* c);
-void finishExchange(ClientConn* c);
+bool frameRequestBody(ClientConn* c);
+void tlsHandshake(ClientConn* c);
 
 timeval toTimeval(Duration d) {
   if (d < Duration::zero()) d = Duration::zero();
@@ -80,9 +85,22 @@ void countResponse(ClientConn* c, uint16_t status) {
   listenerStats(c)->responses_by_class[cls].inc();
 }
 
+}  // namespace
+
 // --- event arming ---------------------------------------------------------------------------
 
 void setClientRead(ClientConn* c, bool on) {
+  if (c->stream != nullptr) {  // an HTTP/2 stream: reading means giving back window
+    if (on) h2StreamBodyConsumed(c);
+    return;
+  }
+  if (on && c->ssl != nullptr && SSL_has_pending(c->ssl) && c->fd >= 0) {
+    // Decrypted bytes wait inside OpenSSL: the socket may never become readable for them.
+    c->read_enabled = true;
+    event_add(&c->rev, nullptr);
+    event_active(&c->rev, EV_READ, 1);
+    return;
+  }
   if (c->read_enabled == on) return;
   c->read_enabled = on;
   if (on) {
@@ -93,6 +111,7 @@ void setClientRead(ClientConn* c, bool on) {
 }
 
 void setClientWrite(ClientConn* c, bool on) {
+  if (c->stream != nullptr) return;
   if (c->write_armed == on) return;
   c->write_armed = on;
   if (on) {
@@ -103,6 +122,12 @@ void setClientWrite(ClientConn* c, bool on) {
 }
 
 void setUpRead(UpstreamConn* u, bool on) {
+  if (on && u->ssl != nullptr && SSL_pending(u->ssl) > 0) {
+    u->read_enabled = true;  // decrypted bytes wait inside OpenSSL, not in the socket
+    event_add(&u->rev, nullptr);
+    event_active(&u->rev, EV_READ, 1);
+    return;
+  }
   if (u->read_enabled == on) return;
   u->read_enabled = on;
   if (on) {
@@ -133,6 +158,53 @@ void setDeadline(ClientConn* c, MonoTime d) {
   c->timer_at = d;
 }
 
+ssize_t clientRecv(ClientConn* c, char* p, size_t n) {
+  if (c->ssl == nullptr) return ::read(c->fd, p, n);
+  ERR_clear_error();
+  int r = SSL_read(c->ssl, p, static_cast<int>(std::min<size_t>(n, INT32_MAX)));
+  if (r > 0) return r;
+  switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_WANT_WRITE:  // a key update wants out: retry when writable
+      c->tls_read_wants_write = true;
+      event_add(&c->wev, nullptr);
+      c->write_armed = true;
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_ZERO_RETURN:
+      return 0;
+    default:
+      errno = ECONNRESET;
+      return -1;
+  }
+}
+
+ssize_t clientSendv(ClientConn* c, const iovec* iov, int n) {
+  if (c->ssl == nullptr) return ::writev(c->fd, iov, n);
+  // One SSL_write per piece; a short write ends the batch (the caller re-arms EV_WRITE).
+  ssize_t total = 0;
+  for (int i = 0; i < n; ++i) {
+    if (iov[i].iov_len == 0) continue;
+    ERR_clear_error();
+    int r = SSL_write(c->ssl, iov[i].iov_base,
+                      static_cast<int>(std::min<size_t>(iov[i].iov_len, INT32_MAX)));
+    if (r > 0) {
+      total += r;
+      if (static_cast<size_t>(r) < iov[i].iov_len) return total;
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (total > 0) return total;
+    errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? EAGAIN : EPIPE;
+    return -1;
+  }
+  return total;
+}
+
+namespace {
+
 // --- upstream connections -------------------------------------------------------------------
 
 void pushIdle(MemberSlot* s, UpstreamConn* u) {
@@ -158,6 +230,10 @@ void destroyUpstream(UpstreamConn* u) {
   Worker* w = u->worker;
   event_del(&u->rev);
   event_del(&u->wev);
+  if (u->ssl != nullptr) {
+    SSL_free(u->ssl);
+    u->ssl = nullptr;
+  }
   ::close(u->fd);
   if (u->in != nullptr) w->buffers().put(u->in);
   w->mutableCounters().upstream_cx_active.dec();
@@ -168,7 +244,49 @@ void destroyUpstream(UpstreamConn* u) {
   w->deferDelete(u);
 }
 
-UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, int* err) {
+ssize_t upstreamRecv(UpstreamConn* u, char* p, size_t n) {
+  if (u->ssl == nullptr) return ::read(u->fd, p, n);
+  ERR_clear_error();
+  int r = SSL_read(u->ssl, p, static_cast<int>(std::min<size_t>(n, INT32_MAX)));
+  if (r > 0) {
+    if (SSL_pending(u->ssl) > 0 && u->read_enabled) event_active(&u->rev, EV_READ, 1);
+    return r;
+  }
+  switch (SSL_get_error(u->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_ZERO_RETURN:
+      return 0;
+    default:
+      errno = ECONNRESET;
+      return -1;
+  }
+}
+
+ssize_t upstreamSendv(UpstreamConn* u, const iovec* iov, int n) {
+  if (u->ssl == nullptr) return ::writev(u->fd, iov, n);
+  ssize_t total = 0;
+  for (int i = 0; i < n; ++i) {
+    if (iov[i].iov_len == 0) continue;
+    ERR_clear_error();
+    int r = SSL_write(u->ssl, iov[i].iov_base,
+                      static_cast<int>(std::min<size_t>(iov[i].iov_len, INT32_MAX)));
+    if (r > 0) {
+      total += r;
+      if (static_cast<size_t>(r) < iov[i].iov_len) return total;
+      continue;
+    }
+    int e = SSL_get_error(u->ssl, r);
+    if (total > 0) return total;
+    errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? EAGAIN : EPIPE;
+    return -1;
+  }
+  return total;
+}
+
+UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, const PoolView* p, int* err) {
   const SocketAddress& a = s->address;
   int fd = ::socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -183,16 +301,34 @@ UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, int* err) {
     ::close(fd);
     return nullptr;
   }
+  SSL* ssl = nullptr;
+  if (p->tls != nullptr) {
+    ssl = SSL_new(p->tls);
+    if (ssl == nullptr) {
+      *err = ENOMEM;
+      ::close(fd);
+      return nullptr;
+    }
+    SSL_set_fd(ssl, fd);
+    SSL_set_connect_state(ssl);
+    const config::UpstreamSettings& us = p->cfg->upstream;
+    if (!us.tls_server_name.empty()) {
+      SSL_set_tlsext_host_name(ssl, us.tls_server_name.c_str());
+      if (us.tls_verify) SSL_set1_host(ssl, us.tls_server_name.c_str());
+    }
+  }
   auto* u = new UpstreamConn();
   u->fd = fd;
   u->worker = w;
   u->slot = s;
+  u->ssl = ssl;
   ++s->refs;
-  u->connected = (rc == 0);
+  u->tcp_connected = (rc == 0);
+  u->connected = (rc == 0) && ssl == nullptr;
   event_assign(&u->rev, w->base(), fd, EV_READ | EV_PERSIST, onUpstreamRead, u);
   event_assign(&u->wev, w->base(), fd, EV_WRITE | EV_PERSIST, onUpstreamWrite, u);
   setUpRead(u, true);
-  if (!u->connected) setUpWrite(u, true);
+  if (!u->connected) setUpWrite(u, true);  // connect or handshake progress
   w->mutableCounters().upstream_cx_total.inc();
   w->mutableCounters().upstream_cx_active.inc();
   return u;
@@ -294,6 +430,8 @@ void closeAfterFlush(ClientConn* c) {
   flushClient(c);
 }
 
+}  // namespace
+
 // The proxy answers the request itself. `keep_open` only when the request was read whole.
 void localReply(ClientConn* c, LocalReply why, bool keep_open) {
   Worker* w = c->worker;
@@ -310,6 +448,16 @@ void localReply(ClientConn* c, LocalReply why, bool keep_open) {
   countResponse(c, status);
   ex.status = status;
   ex.resp_started = true;
+  if (c->stream != nullptr) {  // HTTP/2: the reason phrase is the body of a response
+    const char* reason = reasonPhrase(status);
+    if (c->out != nullptr) c->out->start = c->out->end = 0;
+    appendOut(c, reason, std::strlen(reason));
+    appendOut(c, "\n", 1);
+    ex.resp_head_done = true;
+    ex.resp_done = true;
+    h2SubmitLocalReply(c, status);
+    return;
+  }
   if (w->draining() || c->peer_eof) keep_open = false;
   const char* reason = reasonPhrase(status);
   char buf[512];
@@ -329,6 +477,8 @@ void localReply(ClientConn* c, LocalReply why, bool keep_open) {
   ex.resp_done = true;
   flushClient(c);
 }
+
+namespace {
 
 // --- request head rewriting -----------------------------------------------------------------
 
@@ -463,7 +613,7 @@ bool buildUpstreamHead(ClientConn* c, const RequestHead& h, IoBuffer* b) {
   if (h.body == BodyKind::kChunked) out.put("transfer-encoding: chunked\r\n");
   if (l.xff) {
     if (last_xff < 0) out.field("x-forwarded-for", std::string_view(c->ip, c->ip_len));
-    out.put("x-forwarded-proto: http\r\n");
+    out.put(c->tls ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
   }
   if (!rid_name.empty() && !has_rid) {
     uint64_t seq = c->worker->nextRequestId();
@@ -556,7 +706,7 @@ void flushUpstream(ClientConn* c) {
   }
   if (ex.req_fwd > 0) iov[n++] = {c->in->begin(), ex.req_fwd};
   if (n > 0) {
-    ssize_t wr = ::writev(u->fd, iov, n);
+    ssize_t wr = upstreamSendv(u, iov, n);
     if (wr < 0) {
       if (errno == EAGAIN || errno == EINTR) {
         setUpWrite(u, true);
@@ -614,6 +764,15 @@ bool assignUpstream(ClientConn* c) {
     ms->rq_active.inc();
     MemberSlot* s = p->slots[m];
     UpstreamConn* u = s->idle_head;
+    // Pools naming the same address share its slot: a pooled connection is only reused by a
+    // pool with the same upstream TLS context (or none).
+    // (The SSL holds a reference on its context, so the pointer comparison is sound.)
+    for (int look = 0; u != nullptr; u = u->next_idle) {
+      SSL_CTX* idle_ctx = u->ssl != nullptr ? SSL_get_SSL_CTX(u->ssl) : nullptr;
+      if (idle_ctx == p->tls) break;
+      if (++look == 8) u = nullptr;  // mixed pools on one address are rare: look a little
+      if (u == nullptr) break;
+    }
     if (u != nullptr) {
       unlinkIdle(s, u);
       u->client = c;
@@ -623,7 +782,7 @@ bool assignUpstream(ClientConn* c) {
       return true;
     }
     int err = 0;
-    u = connectUpstream(w, s, &err);
+    u = connectUpstream(w, s, p, &err);
     if (u == nullptr) {
       w->mutableCounters().upstream_cx_connect_fail.inc();
       ms->cx_connect_fail.inc();
@@ -726,12 +885,23 @@ void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
   assignUpstream(c);
 }
 
+}  // namespace
+
 // Parses and starts requests while the connection is between exchanges.
 void processHeads(ClientConn* c) {
   Worker* w = c->worker;
   if (c->in_process) return;  // an outer call is looping already
+  if (c->first_request && c->stream == nullptr && c->in != nullptr && !c->in->empty()) {
+    // HTTP/2 with prior knowledge starts with the connection preface instead of a request.
+    H2Preface p = h2CheckPreface(c->in->begin(), c->in->size());
+    if (p == H2Preface::kPartial) return;
+    if (p == H2Preface::kYes && !c->tls && listenerCfg(c).http2.enabled) {
+      h2Start(c);
+      return;
+    }
+  }
   c->in_process = true;
-  while (c->fd >= 0 && c->state == ClientState::kHead) {
+  while (c->view != nullptr && c->state == ClientState::kHead) {
     if (c->in == nullptr || c->in->empty()) {
       releaseIfEmpty(w->buffers(), c->in);
       if (w->draining()) closeClient(c);
@@ -765,10 +935,19 @@ void processHeads(ClientConn* c) {
       localReply(c, replyForParseStatus(o.error_status), false);
       break;
     }
+    c->first_request = false;
     startExchange(c, h, o.head_bytes);
   }
   c->in_process = false;
 }
+
+void requestBodyArrived(ClientConn* c) {
+  if (c->ex.req_done || c->state != ClientState::kExchange) return;
+  if (!frameRequestBody(c)) return;
+  flushUpstream(c);
+}
+
+namespace {
 
 // --- response side --------------------------------------------------------------------------
 
@@ -893,7 +1072,7 @@ void upstreamInput(ClientConn* c) {
         localReply(c, LocalReply::kBadGateway, false);
         return;
       }
-      appendOut(c, u->in->begin(), o.head_bytes);
+      if (c->stream == nullptr) appendOut(c, u->in->begin(), o.head_bytes);
       u->in->start += o.head_bytes;
       if (u->in->empty()) break;
       continue;
@@ -909,6 +1088,31 @@ void upstreamInput(ClientConn* c) {
     if (r.body == BodyKind::kChunked && ex.client_http10) {
       ex.resp_dechunk = true;
       ex.client_keep_alive = false;  // the body now ends with the connection
+    }
+    if (c->stream != nullptr) {
+      // HTTP/2: the head becomes a HEADERS frame; DATA frames carry the payload only.
+      ex.resp_dechunk = r.body == BodyKind::kChunked;
+      u->in->start += o.head_bytes;
+      bool no_body = r.body == BodyKind::kNone ||
+                     (r.body == BodyKind::kContentLength && r.content_length == 0);
+      if (no_body) ex.resp_done = true;
+      countResponse(c, r.status);
+      memberStats(ex)->responses_by_class[r.status / 100 > 5 ? 5 : r.status / 100].inc();
+      if (r.status >= 500) {
+        memberFailed(ex);
+      } else {
+        memberSucceeded(ex);
+      }
+      ex.resp_started = true;
+      if (ex.req_head != nullptr) {
+        w->buffers().put(ex.req_head);
+        ex.req_head = nullptr;
+      }
+      if (!h2SubmitResponse(c, r, !no_body)) {
+        closeClient(c);
+        return;
+      }
+      continue;
     }
     bool rewrite = r.version_minor != 1 || !ex.client_keep_alive || ex.client_http10;
     for (uint32_t i = 0; !rewrite && i < (r.header_count + 63) / 64; ++i) {
@@ -975,10 +1179,12 @@ void upstreamEof(ClientConn* c, bool reset) {
   w->mutableCounters().upstream_reset_mid_response.inc();
   ex.up_keep_alive = false;
   flushClient(c);
-  if (c->fd >= 0 && c->state != ClientState::kClosing) closeClient(c);
+  if (c->view != nullptr && c->state != ClientState::kClosing) closeClient(c);
 }
 
 // --- completion -----------------------------------------------------------------------------
+
+}  // namespace
 
 void finishExchange(ClientConn* c) {
   Worker* w = c->worker;
@@ -990,6 +1196,11 @@ void finishExchange(ClientConn* c) {
     ex.req_head = nullptr;
   }
   endRequest(c);
+  if (c->stream != nullptr) {  // one request per stream: the stream ends, not the connection
+    c->state = ClientState::kClosing;
+    h2StreamExchangeDone(c);
+    return;
+  }
   releaseIfEmpty(w->buffers(), c->out);
   if (!ex.client_keep_alive || c->peer_eof || w->draining() || !ex.req_done || ex.req_fwd > 0) {
     closeAfterFlush(c);
@@ -1005,17 +1216,23 @@ void finishExchange(ClientConn* c) {
   processHeads(c);  // pipelined requests already buffered
 }
 
+namespace {
+
 void flushClient(ClientConn* c) {
   Worker* w = c->worker;
   Exchange& ex = c->ex;
   UpstreamConn* u = ex.up;
+  if (c->stream != nullptr) {
+    h2StreamFlush(c);
+    return;
+  }
   iovec iov[2];
   int n = 0;
   uint32_t out_left = c->out != nullptr ? c->out->size() : 0;
   if (out_left > 0) iov[n++] = {c->out->begin(), out_left};
   if (u != nullptr && ex.resp_fwd > 0) iov[n++] = {u->in->begin(), ex.resp_fwd};
   if (n > 0) {
-    ssize_t wr = ::writev(c->fd, iov, n);
+    ssize_t wr = clientSendv(c, iov, n);
     if (wr < 0) {
       if (errno == EAGAIN || errno == EINTR) {
         setClientWrite(c, true);
@@ -1046,6 +1263,7 @@ void flushClient(ClientConn* c) {
   if (c->out != nullptr) releaseIfEmpty(w->buffers(), c->out);
   if (c->state == ClientState::kClosing) {
     if (!c->shut_wr) {
+      if (c->ssl != nullptr) SSL_shutdown(c->ssl);  // close_notify, best effort
       ::shutdown(c->fd, SHUT_WR);  // lingering close: let the client read the reply first
       c->shut_wr = true;
       setClientRead(c, true);
@@ -1068,9 +1286,18 @@ void onClientRead(evutil_socket_t fd, short, void* arg) {
   auto* c = static_cast<ClientConn*>(arg);
   Worker* w = c->worker;
   w->refreshNow();
+  if (c->ssl != nullptr && !c->tls_done) {
+    tlsHandshake(c);
+    if (c->view == nullptr || !c->tls_done) return;
+  }
+  if (c->h2 != nullptr) {
+    h2OnReadable(c);
+    return;
+  }
   if (c->state == ClientState::kClosing) {  // discard until the client closes too
     char sink[4096];
-    ssize_t n = ::read(fd, sink, sizeof(sink));
+    ssize_t n =
+        c->ssl != nullptr ? clientRecv(c, sink, sizeof(sink)) : ::read(fd, sink, sizeof(sink));
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) closeClient(c);
     return;
   }
@@ -1080,9 +1307,12 @@ void onClientRead(evutil_socket_t fd, short, void* arg) {
     setClientRead(c, false);
     return;
   }
-  ssize_t n = ::read(fd, c->in->data() + c->in->end, c->in->room());
+  ssize_t n = clientRecv(c, c->in->data() + c->in->end, c->in->room());
   if (n > 0) {
     c->in->end += static_cast<uint32_t>(n);
+    if (c->ssl != nullptr && SSL_has_pending(c->ssl) && c->read_enabled) {
+      event_active(&c->rev, EV_READ, 1);  // more decrypted bytes than fit this time
+    }
     if (c->state == ClientState::kHead) {
       processHeads(c);
       return;
@@ -1107,10 +1337,58 @@ void onClientRead(evutil_socket_t fd, short, void* arg) {
   closeClient(c);
 }
 
-void onClientWrite(evutil_socket_t, short, void* arg) {
+void onClientWrite(evutil_socket_t fd, short, void* arg) {
   auto* c = static_cast<ClientConn*>(arg);
   c->worker->refreshNow();
+  if (c->ssl != nullptr && !c->tls_done) {
+    tlsHandshake(c);
+    if (c->view != nullptr && c->tls_done) onClientRead(fd, EV_READ, c);  // bytes may be waiting
+    return;
+  }
+  if (c->tls_read_wants_write) {
+    c->tls_read_wants_write = false;
+    onClientRead(fd, EV_READ, c);
+    if (c->view == nullptr) return;
+  }
+  if (c->h2 != nullptr) {
+    h2OnWritable(c);
+    return;
+  }
   flushClient(c);
+}
+
+// Advances the TLS handshake; on completion picks HTTP/2 or HTTP/1.1 by ALPN.
+void tlsHandshake(ClientConn* c) {
+  ERR_clear_error();
+  int rc = SSL_do_handshake(c->ssl);
+  ListenerWorkerStats* ls = listenerStats(c);
+  if (rc == 1) {
+    c->tls_done = true;
+    forgetTicketKeys(c->ssl);
+    ls->tls_handshakes.inc();
+    if (SSL_session_reused(c->ssl)) ls->tls_resumed.inc();
+    setClientWrite(c, false);
+    setClientRead(c, true);
+    const unsigned char* proto = nullptr;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(c->ssl, &proto, &len);
+    if (len == 2 && proto[0] == 'h' && proto[1] == '2' && listenerCfg(c).http2.enabled) {
+      h2Start(c);
+    }
+    return;
+  }
+  switch (SSL_get_error(c->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+      setClientWrite(c, false);
+      return;
+    case SSL_ERROR_WANT_WRITE:
+      setClientWrite(c, true);
+      return;
+    default:
+      ls->tls_handshake_failures.inc();
+      closeClient(c);
+      return;
+  }
 }
 
 void onClientTimer(evutil_socket_t, short, void* arg) {
@@ -1120,6 +1398,10 @@ void onClientTimer(evutil_socket_t, short, void* arg) {
   c->timer_armed = false;
   if (now < c->deadline) {
     setDeadline(c, c->deadline);
+    return;
+  }
+  if (c->h2 != nullptr) {
+    h2OnTimeout(c);
     return;
   }
   switch (c->state) {
@@ -1162,13 +1444,24 @@ void onClientTimer(evutil_socket_t, short, void* arg) {
   }
 }
 
-void onUpstreamRead(evutil_socket_t fd, short, void* arg) {
+void onUpstreamRead(evutil_socket_t, short, void* arg) {
   auto* u = static_cast<UpstreamConn*>(arg);
   Worker* w = u->worker;
   w->refreshNow();
   ClientConn* c = u->client;
   if (c == nullptr) {  // idle in the pool: the member closed it (or sent junk)
+    if (u->ssl != nullptr) {
+      // TLS 1.3 servers send session tickets after the handshake: those are no reason to
+      // give the connection up; application bytes or a close are.
+      char sink[256];
+      ssize_t n = upstreamRecv(u, sink, sizeof(sink));
+      if (n < 0 && errno == EAGAIN) return;
+    }
     closeIdleUpstream(u);
+    return;
+  }
+  if (!u->connected) {  // the TLS handshake wants to read
+    upstreamConnecting(u, c);
     return;
   }
   if (u->in == nullptr) u->in = w->buffers().get();
@@ -1177,7 +1470,7 @@ void onUpstreamRead(evutil_socket_t fd, short, void* arg) {
     setUpRead(u, false);
     return;
   }
-  ssize_t n = ::read(fd, u->in->data() + u->in->end, u->in->room());
+  ssize_t n = upstreamRecv(u, u->in->data() + u->in->end, u->in->room());
   if (n > 0) {
     u->in->end += static_cast<uint32_t>(n);
     memberStats(c->ex)->bytes_out.inc(static_cast<uint64_t>(n));
@@ -1188,7 +1481,7 @@ void onUpstreamRead(evutil_socket_t fd, short, void* arg) {
   upstreamEof(c, n < 0);
 }
 
-void onUpstreamWrite(evutil_socket_t fd, short, void* arg) {
+void onUpstreamWrite(evutil_socket_t, short, void* arg) {
   auto* u = static_cast<UpstreamConn*>(arg);
   Worker* w = u->worker;
   w->refreshNow();
@@ -1198,9 +1491,19 @@ void onUpstreamWrite(evutil_socket_t fd, short, void* arg) {
     return;
   }
   if (!u->connected) {
+    upstreamConnecting(u, c);
+    return;
+  }
+  flushUpstream(c);
+}
+
+// Connect (and TLS handshake) progress; once through, the request goes out.
+void upstreamConnecting(UpstreamConn* u, ClientConn* c) {
+  Worker* w = u->worker;
+  if (!u->tcp_connected) {
     int err = 0;
     socklen_t len = sizeof(err);
-    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    ::getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
       w->mutableCounters().upstream_cx_connect_fail.inc();
       memberStats(c->ex)->cx_connect_fail.inc();
@@ -1208,9 +1511,32 @@ void onUpstreamWrite(evutil_socket_t fd, short, void* arg) {
       upstreamFailed(c, false);
       return;
     }
-    u->connected = true;
-    c->deadline = c->ex.started + listenerCfg(c).timeouts.request;  // lazily re-armed
+    u->tcp_connected = true;
   }
+  if (u->ssl != nullptr) {
+    ERR_clear_error();
+    int rc = SSL_do_handshake(u->ssl);
+    if (rc != 1) {
+      int e = SSL_get_error(u->ssl, rc);
+      if (e == SSL_ERROR_WANT_READ) {
+        setUpWrite(u, false);
+        return;
+      }
+      if (e == SSL_ERROR_WANT_WRITE) {
+        setUpWrite(u, true);
+        return;
+      }
+      // A failed handshake (certificate not trusted, name mismatch, no common version) is a
+      // connect failure: the member cannot be used.
+      w->mutableCounters().upstream_cx_connect_fail.inc();
+      memberStats(c->ex)->cx_connect_fail.inc();
+      memberFailed(c->ex);
+      upstreamFailed(c, false);
+      return;
+    }
+  }
+  u->connected = true;
+  c->deadline = c->ex.started + listenerCfg(c).timeouts.request;  // lazily re-armed
   flushUpstream(c);
 }
 
@@ -1233,26 +1559,48 @@ void acceptClient(Worker* w, int fd, const sockaddr* peer, socklen_t peer_len, i
   w->addClient(c);
   listenerStats(c)->cx_total.inc();
   listenerStats(c)->cx_active.inc();
+  const ListenerView& lv = c->view->listeners[listener];
+  if (lv.tls != nullptr) {
+    c->tls = true;
+    c->ssl = lv.tls->newSsl(fd, c->view->snap->ticket_keys.get());
+    if (c->ssl == nullptr) {
+      lv.stats->tls_handshake_failures.inc();
+      closeClient(c);
+      return;
+    }
+  }
   setClientRead(c, true);
   // A new connection must send its first request within the request-header timeout.
   setDeadline(c, w->now() + listenerCfg(c).timeouts.request_header);
 }
 
 void closeClient(ClientConn* c) {
-  if (c->fd < 0) return;
+  if (c->view == nullptr) return;  // closed already
   Worker* w = c->worker;
+  if (c->h2 != nullptr) h2Close(c);  // its streams first
   releaseUpstream(c, false);
   Exchange& ex = c->ex;
   if (ex.req_head != nullptr) w->buffers().put(ex.req_head);
   ex.req_head = nullptr;
   endRequest(c);
-  listenerStats(c)->cx_active.dec();
   if (c->in != nullptr) w->buffers().put(c->in);
   if (c->out != nullptr) w->buffers().put(c->out);
   c->in = c->out = nullptr;
+  event_del(&c->timer);
+  if (c->stream != nullptr) {  // an HTTP/2 stream: no socket of its own
+    h2StreamClosed(c);
+    w->releaseView(c->view);
+    c->view = nullptr;
+    w->deferDelete(c);
+    return;
+  }
+  listenerStats(c)->cx_active.dec();
   event_del(&c->rev);
   event_del(&c->wev);
-  event_del(&c->timer);
+  if (c->ssl != nullptr) {
+    SSL_free(c->ssl);
+    c->ssl = nullptr;
+  }
   ::close(c->fd);
   c->fd = -1;
   w->releaseView(c->view);
@@ -1261,7 +1609,29 @@ void closeClient(ClientConn* c) {
   w->deferDelete(c);
 }
 
+ClientConn* newStreamConn(ClientConn* parent, int32_t id) {
+  Worker* w = parent->worker;
+  SnapshotView* v = w->view();
+  int li = v == parent->view ? parent->listener : v->listenerIndex(listenerCfg(parent).name);
+  if (li < 0) return nullptr;
+  auto* s = new ClientConn();
+  s->worker = w;
+  s->view = v;
+  w->retainView(v);
+  s->listener = li;
+  s->parent = parent;
+  s->stream = new H2StreamState();
+  s->stream->id = id;
+  s->tls = parent->tls;
+  s->first_request = false;
+  std::memcpy(s->ip, parent->ip, sizeof(s->ip));
+  s->ip_len = parent->ip_len;
+  evtimer_assign(&s->timer, w->base(), onClientTimer, s);
+  return s;
+}
+
 bool clientIsIdle(const ClientConn* c) {
+  if (c->h2 != nullptr) return false;  // drained with GOAWAY instead (h2Drain)
   return c->state == ClientState::kHead && (c->in == nullptr || c->in->empty());
 }
 

@@ -8,9 +8,12 @@
 // stops reading (backpressure) until the peer's socket drains.
 
 #include <event2/event_struct.h>
+#include <openssl/ssl.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "common/clock.h"
 #include "l7proxy/http1_parser.h"
@@ -24,6 +27,7 @@ struct SnapshotView;
 struct PoolView;
 struct MemberSlot;
 struct ClientConn;
+struct H2Session;
 
 inline constexpr int kMaxAttempts = 6;
 
@@ -38,8 +42,10 @@ struct UpstreamConn {
   MonoTime idle_since{};
   std::shared_ptr<MemberStats> stats_owner;  // keeps `stats` valid while the connection lives
   MemberWorkerStats* stats = nullptr;        // of the member that opened it, this worker's slot
-  bool connected = false;
-  bool reused = false;  // carried an earlier request
+  bool connected = false;                    // TCP connected and, with TLS, the handshake done
+  bool tcp_connected = false;                // TLS: the handshake may start
+  bool reused = false;                       // carried an earlier request
+  SSL* ssl = nullptr;                        // TLS to the member (the pool's upstream.tls)
   bool read_enabled = false;
   bool write_armed = false;
   event rev;
@@ -88,6 +94,31 @@ struct Exchange {
   MonoTime connect_deadline{};
 };
 
+// What an HTTP/2 stream keeps while its request head is being received and its response
+// sent (http2.cc). Unused on HTTP/1.1 connections.
+struct H2StreamState {
+  int32_t id = 0;
+  uint32_t unacked = 0;       // DATA payload received, not yet given back as window
+  uint32_t header_bytes = 0;  // name + value + 32 per field (RFC 9113 section 6.5.2)
+  uint32_t header_count = 0;
+  // Pseudo-header values (offset, length) in the connection's `out` buffer, which serves as
+  // scratch until the request line is written (pseudo-headers precede regular fields).
+  uint32_t method_at = 0, method_len = 0;
+  uint32_t path_at = 0, path_len = 0;
+  uint32_t authority_at = 0, authority_len = 0;
+  bool line_written = false;  // the request line is in `in`
+  bool host_seen = false;
+  bool length_seen = false;  // the client sent content-length
+  bool chunked = false;      // the request body is sent upstream chunked (no content-length)
+  bool end_stream = false;   // the client finished the request
+  bool too_large = false;    // header limits exceeded: answer 431
+  bool submitted = false;    // response HEADERS submitted
+  bool has_body = false;     // ...with a data provider
+  bool deferred = false;     // the data provider waits for bytes
+  bool closed = false;       // nghttp2 closed the stream
+  bool complete = false;     // the whole response went to nghttp2
+};
+
 struct ClientConn {
   int fd = -1;
   Worker* worker = nullptr;
@@ -109,7 +140,15 @@ struct ClientConn {
   MonoTime timer_at{};      // when the armed timer fires (lazy re-arming)
   MonoTime head_started{};  // first byte of the current head
   Exchange ex;
-  char ip[46] = {};  // client address as text, for X-Forwarded-For
+  char ip[46] = {};              // client address as text, for X-Forwarded-For
+  SSL* ssl = nullptr;            // TLS connection (null: cleartext)
+  H2Session* h2 = nullptr;       // this connection speaks HTTP/2 (http2.cc)
+  ClientConn* parent = nullptr;  // this is a stream of parent's HTTP/2 connection (no fd)
+  H2StreamState* stream = nullptr;
+  bool tls = false;       // arrived over TLS (X-Forwarded-Proto: https)
+  bool tls_done = false;  // handshake complete
+  bool tls_read_wants_write = false;
+  bool first_request = true;  // nothing parsed yet (h2c prior-knowledge detection)
   event rev;
   event wev;
   event timer;
@@ -123,5 +162,21 @@ void closeClient(ClientConn* c);
 bool clientIsIdle(const ClientConn* c);
 // Closes an idle pooled upstream connection.
 void closeIdleUpstream(UpstreamConn* u);
+
+// --- shared with http2.cc (worker thread) ----------------------------------------------------
+// Client transport (TLS or cleartext): bytes read, 0 on EOF, -1 with errno (EAGAIN: try later).
+ssize_t clientRecv(ClientConn* c, char* p, size_t n);
+ssize_t clientSendv(ClientConn* c, const iovec* iov, int n);
+void setClientRead(ClientConn* c, bool on);
+void setClientWrite(ClientConn* c, bool on);
+void setDeadline(ClientConn* c, MonoTime d);
+void setUpRead(UpstreamConn* u, bool on);
+// Parses and starts the request whose HTTP/1.1 head is in c->in (streams use it too).
+void processHeads(ClientConn* c);
+// More request-body bytes arrived in c->in: frame them and send them upstream.
+void requestBodyArrived(ClientConn* c);
+// The response went out whole: release the upstream, count, end the request.
+void finishExchange(ClientConn* c);
+void localReply(ClientConn* c, LocalReply why, bool keep_open);
 
 }  // namespace scalegate::l7proxy

@@ -38,6 +38,14 @@ struct alignas(64) ListenerWorkerStats {
   // tcp listeners (l7proxy/tcp_relay.h)
   Counter bytes_in;   // received from clients
   Counter bytes_out;  // sent to clients
+  Counter tls_handshakes;          // completed
+  Counter tls_resumed;             // ...of which resumed a session (ticket)
+  Counter tls_handshake_failures;  // failed or abandoned handshakes
+  Counter h2_connections;          // connections that spoke HTTP/2
+  Counter h2_streams;              // request streams opened by clients
+  Counter h2_resets_received;      // RST_STREAM from clients
+  Counter h2_goaways_sent;         // GOAWAY frames sent (drain, errors, flood defences)
+  Counter h2_protocol_errors;      // sessions ended for a protocol violation or flood
 };
 
 struct alignas(64) PoolWorkerStats {

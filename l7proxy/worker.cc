@@ -14,6 +14,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "l7proxy/connection.h"
+#include "l7proxy/http2.h"
 
 namespace scalegate::l7proxy {
 
@@ -205,6 +206,9 @@ void Worker::adoptLatest() {
     PoolView& pv = v->pools[i];
     pv.cfg = ps.pool;
     pv.state = &ps;
+    if (auto it = s->pool_tls.find(ps.pool->name); it != s->pool_tls.end()) {
+      pv.tls = it->second.get();
+    }
     std::vector<MemberView> members(ps.members.size());
     for (size_t m = 0; m < ps.members.size(); ++m) {
       members[m].weight = ps.members[m].draining ? 0 : ps.members[m].weight;
@@ -235,6 +239,7 @@ void Worker::adoptLatest() {
     if (l.protocol == config::ListenerProtocol::kL4) continue;
     ListenerView lv;
     lv.cfg = &l;
+    if (li < s->listener_tls.size()) lv.tls = s->listener_tls[li].get();
     ListenerStats* block = li < s->listener_stats.size() ? s->listener_stats[li].get() : nullptr;
     lv.stats = block != nullptr ? &block->per_worker[id_] : sink_listener_.get();
     if (l.protocol == config::ListenerProtocol::kTcp) {
@@ -308,6 +313,7 @@ void Worker::beginDrain() {
   drain_started_.store(true, std::memory_order_release);
   std::vector<ClientConn*> idle;
   for (ClientConn* c = clients_; c != nullptr; c = c->next) {
+    if (c->h2 != nullptr) h2Drain(c);  // GOAWAY; the connection ends with its last stream
     if (clientIsIdle(c)) idle.push_back(c);
   }
   for (ClientConn* c : idle) closeClient(c);

@@ -27,6 +27,7 @@
 #include "l7proxy/io_buffer.h"
 #include "l7proxy/stats.h"
 #include "l7proxy/tcp_relay.h"
+#include "l7proxy/tls.h"
 
 namespace scalegate::l7proxy {
 
@@ -50,6 +51,7 @@ struct MemberSlot {
 
 struct PoolView {
   const config::Pool* cfg = nullptr;
+  SSL_CTX* tls = nullptr;  // upstream TLS: held by the snapshot
   const config::PoolState* state = nullptr;
   std::unique_ptr<Balancer> balancer;
   std::vector<MemberSlot*> slots;                // parallel to cfg->members
@@ -66,7 +68,8 @@ struct RouteView {
 
 struct ListenerView {
   const config::Listener* cfg = nullptr;
-  ListenerWorkerStats* stats = nullptr;  // this worker's slot
+  const TlsServerContext* tls = nullptr;  // TLS listener: held by the snapshot
+  ListenerWorkerStats* stats = nullptr;   // this worker's slot
   std::vector<RouteView> routes;
   ParseLimits limits;
   // tcp listeners (l7proxy/tcp_relay.h): the one pool, and the stats block their connections

@@ -1072,5 +1072,55 @@ TEST(Loader, UniformPoolMembersShareWeightAndVersion) {
   EXPECT_TRUE(f.ok()) << f.errorText();
 }
 
+TEST(Loader, TlsAndHttp2Settings) {
+  LoadResult r = load(R"(listeners:
+  - name: web
+    listen: 127.0.0.1:8443
+    routes: [ { pool: web } ]
+    tls:
+      certificates:
+        - { cert: a.crt, key: a.key }
+        - { cert: b.crt, key: b.key, default: true }
+      min_version: "1.3"
+      alpn: [ http/1.1 ]
+      ticket_rotation: 30m
+    http2: { max_concurrent_streams: 20, reset_burst: 50, reset_rate: 10 }
+pools:
+  web:
+    members: []
+)");
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Listener& l = r.config.listeners[0];
+  EXPECT_TRUE(l.tls.enabled);
+  ASSERT_EQ(l.tls.certificates.size(), 2u);
+  EXPECT_EQ(l.tls.certificates[1].cert_file, "b.crt");
+  EXPECT_TRUE(l.tls.certificates[1].is_default);
+  EXPECT_EQ(l.tls.min_version, TlsVersion::k13);
+  EXPECT_EQ(l.tls.alpn, std::vector<std::string>{"http/1.1"});
+  EXPECT_EQ(l.tls.ticket_rotation, 30min);
+  EXPECT_EQ(l.http2.max_concurrent_streams, 20u);
+  EXPECT_EQ(l.http2.reset_burst, 50u);
+  EXPECT_EQ(l.http2.reset_rate, 10u);
+  EXPECT_FALSE(r.config.listeners[0].tls.session_tickets == false);
+}
+
+TEST(Loader, TlsErrors) {
+  LoadResult r = load(R"(listeners:
+  - name: web
+    listen: 127.0.0.1:8443
+    routes: [ { pool: web } ]
+    tls:
+      certificates: [ { cert: a.crt } ]
+      min_version: "1.1"
+      alpn: [ h3 ]
+pools:
+  web:
+    members: []
+)");
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].tls.certificates[0].key", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].tls.min_version", "bad min_version"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "listeners[0].tls.alpn[0]", "bad alpn protocol"));
+}
+
 }  // namespace
 }  // namespace scalegate::config
