@@ -53,7 +53,10 @@ uint16_t allocNatPort(LcoreContext& c, const Backend& b, uint32_t local, uint8_t
   return 0;
 }
 
-void processBurst(LcoreContext& c, const ForwardingState& st, rte_mbuf** pkts, uint16_t n) {
+// rx_pidx: the port index the burst came from, or -1 for redirected packets (their mbuf's
+// port field says; PMDs such as net_ring do not set it, so received bursts do not rely on it).
+void processBurst(LcoreContext& c, const ForwardingState& st, rte_mbuf** pkts, uint16_t n,
+                  int8_t rx_pidx) {
   PacketInfo info[kBurst];
   FlowKey key[kBurst];
   uint64_t hash[kBurst];
@@ -68,7 +71,7 @@ void processBurst(LcoreContext& c, const ForwardingState& st, rte_mbuf** pkts, u
     if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
     rte_mbuf* m = pkts[i];
     action[i] = Action::kDone;
-    pidx[i] = c.port_index[m->port];
+    pidx[i] = rx_pidx >= 0 ? rx_pidx : c.port_index[m->port];
     uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
     PacketKind kind = parseFrame({frame, rte_pktmbuf_data_len(m)}, &info[i]);
     switch (kind) {
@@ -87,6 +90,7 @@ void processBurst(LcoreContext& c, const ForwardingState& st, rte_mbuf** pkts, u
           }
           const uint32_t owner = off / c.nat_per_lcore;
           if (owner != c.index) {
+            m->port = c.ports[pidx[i]].port_id;
             if (rte_ring_mp_enqueue(c.rings[owner], m) != 0) {
               drop(c, m, pidx[i], Drop::kRedirectFull);
             } else {
@@ -288,7 +292,7 @@ uint32_t pollOnce(LcoreContext& c) {
       for (uint16_t i = 0; i < n; ++i) drop(c, pkts[i], static_cast<int8_t>(p), Drop::kNoBackend);
       continue;
     }
-    processBurst(c, *st, pkts, n);
+    processBurst(c, *st, pkts, n, static_cast<int8_t>(p));
   }
   if (c.own_ring != nullptr) {
     const unsigned n = rte_ring_sc_dequeue_burst(c.own_ring, reinterpret_cast<void**>(pkts),
@@ -296,7 +300,7 @@ uint32_t pollOnce(LcoreContext& c) {
     if (n > 0) {
       total += n;
       if (st != nullptr) {
-        processBurst(c, *st, pkts, static_cast<uint16_t>(n));
+        processBurst(c, *st, pkts, static_cast<uint16_t>(n), -1);
       } else {
         for (unsigned i = 0; i < n; ++i) drop(c, pkts[i], -1, Drop::kNoBackend);
       }
