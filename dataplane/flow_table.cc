@@ -77,6 +77,17 @@ FlowEntry* FlowTable::find(const FlowKey& k, uint64_t hash, uint32_t now) {
   return findIn(second(hash), sig, k, now);
 }
 
+FlowEntry* FlowTable::peek(uint64_t hash, uint32_t now) {
+  const uint32_t sig = sigOf(hash);
+  for (uint64_t b : {first(hash), second(hash)}) {
+    const Bucket& bucket = buckets_[b];
+    for (uint32_t s = 0; s < kSlots; ++s) {
+      if (bucket.sig[s] == sig && flowLive(bucket.expire[s], now)) return &entries_[b * kSlots + s];
+    }
+  }
+  return nullptr;
+}
+
 FlowEntry* FlowTable::insert(const FlowKey& k, uint64_t hash, uint32_t now, uint32_t expire) {
   const uint64_t cand[2] = {first(hash), second(hash)};
   // The emptier of the two buckets (power of two choices keeps buckets from overflowing).

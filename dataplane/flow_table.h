@@ -84,6 +84,10 @@ class FlowTable {
 
   // The live entry for k, or null.
   FlowEntry* find(const FlowKey& k, uint64_t hash, uint32_t now);
+  // The first live entry whose signature matches hash, without reading any entry (so the
+  // caller can prefetch it and compare keys later): null means k is certainly absent; a
+  // non-null entry is k's unless its key differs (then call find()).
+  FlowEntry* peek(uint64_t hash, uint32_t now);
   // Adds k (the caller found it absent) with the given expiry; evicts when both buckets are
   // full of live entries. Never fails. The returned entry's value fields are zero.
   FlowEntry* insert(const FlowKey& k, uint64_t hash, uint32_t now, uint32_t expire);

@@ -142,10 +142,11 @@ void processBurst(LcoreContext& c, const ForwardingState& st, rte_mbuf** pkts, u
     }
   }
 
-  // Pass 2: look the flows up (buckets are in cache now); prefetch the entries found.
+  // Pass 2: match signatures in the (prefetched) buckets and prefetch the candidate entries;
+  // their keys are compared in pass 3, when the entry lines have arrived.
   for (uint16_t i = 0; i < n; ++i) {
     if (action[i] == Action::kDone) continue;
-    entry[i] = c.flows->find(key[i], hash[i], c.now_ms);
+    entry[i] = c.flows->peek(hash[i], c.now_ms);
     if (entry[i] != nullptr) rte_prefetch0(entry[i]);
   }
 
@@ -157,7 +158,8 @@ void processBurst(LcoreContext& c, const ForwardingState& st, rte_mbuf** pkts, u
     uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
     const PacketInfo& pi = info[i];
     FlowEntry* e = entry[i];
-    // An earlier packet of this burst may have created this flow, or pushed the entry out.
+    // A signature match of another flow, a flow an earlier packet of this burst created, or an
+    // entry it pushed out: look again.
     if (e == nullptr || !(e->key == key[i])) e = c.flows->find(key[i], hash[i], now);
 
     if (action[i] == Action::kReverse) {
