@@ -113,28 +113,28 @@ bool DataplaneLink::sameSettings(const config::DataplaneConfig& c) const {
 void DataplaneLink::appendMetrics(std::vector<MetricFamily>& out) const {
   if (!dp_) return;
   const dataplane::Dataplane& dp = *dp_;
-  auto pkts = family("scalegate_dataplane_port_packets_total",
-                     "Packets received (rx) and sent (tx) per DPDK port and lcore.",
-                     MetricType::Counter);
-  auto port_drops = family("scalegate_dataplane_port_drops_total",
-                           "Packets dropped per port (where they came in) and lcore.",
-                           MetricType::Counter);
+  auto pkts =
+      family("scalegate_dataplane_port_packets_total",
+             "Packets received (rx) and sent (tx) per DPDK port and lcore.", MetricType::Counter);
+  auto port_drops =
+      family("scalegate_dataplane_port_drops_total",
+             "Packets dropped per port (where they came in) and lcore.", MetricType::Counter);
   auto drops = family("scalegate_dataplane_drops_total", "Packets dropped per lcore, by reason.",
                       MetricType::Counter);
-  auto entries = family("scalegate_dataplane_flow_table_entries",
-                        "Occupied flow-table slots per lcore (nat flows use two).",
-                        MetricType::Gauge);
-  auto capacity = family("scalegate_dataplane_flow_table_capacity",
-                         "Flow-table slots per lcore.", MetricType::Gauge);
-  auto evictions = family("scalegate_dataplane_flow_evictions_total",
-                          "Live flows evicted from a full flow table, per lcore.",
-                          MetricType::Counter);
-  auto created = family("scalegate_dataplane_flows_created_total",
-                        "Flows created (a member picked by Maglev), per lcore.",
-                        MetricType::Counter);
-  auto redirected = family("scalegate_dataplane_redirected_total",
-                           "Return packets handed to the lcore owning their NAT port.",
-                           MetricType::Counter);
+  auto entries =
+      family("scalegate_dataplane_flow_table_entries",
+             "Occupied flow-table slots per lcore (nat flows use two).", MetricType::Gauge);
+  auto capacity = family("scalegate_dataplane_flow_table_capacity", "Flow-table slots per lcore.",
+                         MetricType::Gauge);
+  auto evictions =
+      family("scalegate_dataplane_flow_evictions_total",
+             "Live flows evicted from a full flow table, per lcore.", MetricType::Counter);
+  auto created =
+      family("scalegate_dataplane_flows_created_total",
+             "Flows created (a member picked by Maglev), per lcore.", MetricType::Counter);
+  auto redirected =
+      family("scalegate_dataplane_redirected_total",
+             "Return packets handed to the lcore owning their NAT port.", MetricType::Counter);
   uint64_t arp = 0, icmp = 0;
   for (size_t l = 0; l < dp.lcoreCount(); ++l) {
     const dataplane::LcoreStats& s = dp.stats(l);
@@ -147,7 +147,8 @@ void DataplaneLink::appendMetrics(std::vector<MetricFamily>& out) const {
       add(port_drops, {{"port", dp.portName(p)}, {"lcore", lcore}}, s.port_drops[p].get());
     }
     for (int d = 0; d < static_cast<int>(dataplane::Drop::kCount); ++d) {
-      add(drops, {{"lcore", lcore}, {"reason", dataplane::dropName(static_cast<dataplane::Drop>(d))}},
+      add(drops,
+          {{"lcore", lcore}, {"reason", dataplane::dropName(static_cast<dataplane::Drop>(d))}},
           s.drops[d].get());
     }
     add(entries, {{"lcore", lcore}}, s.flow_entries.get());
@@ -158,18 +159,18 @@ void DataplaneLink::appendMetrics(std::vector<MetricFamily>& out) const {
     arp += s.arp_replies.get();
     icmp += s.icmp_replies.get();
   }
-  auto replies = family("scalegate_dataplane_replies_total",
-                        "ARP and ICMP echo replies sent for VIPs and local addresses.",
-                        MetricType::Counter);
+  auto replies =
+      family("scalegate_dataplane_replies_total",
+             "ARP and ICMP echo replies sent for VIPs and local addresses.", MetricType::Counter);
   add(replies, {{"type", "arp"}}, arp);
   add(replies, {{"type", "icmp"}}, icmp);
 
-  auto vp = family("scalegate_dataplane_vip_packets_total", "Packets to an l4 VIP.",
-                   MetricType::Counter);
+  auto vp =
+      family("scalegate_dataplane_vip_packets_total", "Packets to an l4 VIP.", MetricType::Counter);
   auto vb = family("scalegate_dataplane_vip_bytes_total", "Bytes to an l4 VIP (frames).",
                    MetricType::Counter);
-  auto vf = family("scalegate_dataplane_vip_flows_total", "Flows to an l4 VIP.",
-                   MetricType::Counter);
+  auto vf =
+      family("scalegate_dataplane_vip_flows_total", "Flows to an l4 VIP.", MetricType::Counter);
   for (uint32_t id = 0; id < dataplane::kMaxVips; ++id) {
     const std::string& name = builder_.vipName(static_cast<uint8_t>(id));
     if (name.empty()) continue;
@@ -202,8 +203,8 @@ void DataplaneLink::appendMetrics(std::vector<MetricFamily>& out) const {
     add(mb, {{"pool", name->pool}, {"member", name->member}}, b);
     add(mf, {{"pool", name->pool}, {"member", name->member}}, f);
   }
-  for (auto* f : {&pkts, &port_drops, &drops, &replies, &redirected, &vp, &vb, &vf, &mp, &mb,
-                  &mf, &entries, &capacity, &evictions, &created}) {
+  for (auto* f : {&pkts, &port_drops, &drops, &replies, &redirected, &vp, &vb, &vf, &mp, &mb, &mf,
+                  &entries, &capacity, &evictions, &created}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
 }

@@ -109,8 +109,8 @@ Status Dataplane::init(const config::DataplaneConfig& cfg) {
                            std::to_string(nl) + " lcores need one each");
     }
     rte_eth_conf conf{};
-    const uint64_t rss = info.flow_type_rss_offloads &
-                         (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+    const uint64_t rss =
+        info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
     if (nl > 1 && rss != 0) {
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
       conf.rx_adv_conf.rss_conf.rss_hf = rss;
@@ -172,9 +172,8 @@ Status Dataplane::init(const config::DataplaneConfig& cfg) {
       pc.mac = port_macs_[p];
       std::memcpy(pc.gateway.bytes, cfg.ports[p].gateway_mac, 6);
       pc.stats = c->stats;
-      pc.tx = static_cast<rte_eth_dev_tx_buffer*>(
-          rte_zmalloc_socket("sg_tx", RTE_ETH_TX_BUFFER_SIZE(kBurst), 0,
-                             rte_eth_dev_socket_id(pc.port_id)));
+      pc.tx = static_cast<rte_eth_dev_tx_buffer*>(rte_zmalloc_socket(
+          "sg_tx", RTE_ETH_TX_BUFFER_SIZE(kBurst), 0, rte_eth_dev_socket_id(pc.port_id)));
       if (pc.tx == nullptr) return internalError("dataplane: cannot allocate TX buffers");
       dpdk_allocs_.push_back(pc.tx);
       rte_eth_tx_buffer_init(pc.tx, kBurst);

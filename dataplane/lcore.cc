@@ -297,8 +297,8 @@ uint32_t pollOnce(LcoreContext& c) {
     processBurst(c, *st, pkts, n, static_cast<int8_t>(p));
   }
   if (c.own_ring != nullptr) {
-    const unsigned n = rte_ring_sc_dequeue_burst(c.own_ring, reinterpret_cast<void**>(pkts),
-                                                 kBurst, nullptr);
+    const unsigned n =
+        rte_ring_sc_dequeue_burst(c.own_ring, reinterpret_cast<void**>(pkts), kBurst, nullptr);
     if (n > 0) {
       total += n;
       if (st != nullptr) {

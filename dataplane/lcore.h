@@ -4,8 +4,8 @@
 // lcores redirected to it, and runs them through the stages:
 //
 //   rx_burst ─► parse (packet.h) ─► classify: ARP/ICMP for us ─► reply in place ──────┐
-//                                   VIP ─► flow table (hit) or Maglev (miss) ─► rewrite ┼─► tx buffer
-//                                   local:nat_port ─► owner lcore? ─► reverse NAT ──────┘
+//                                   VIP ─► flow table (hit) or Maglev (miss) ─► rewrite ┼─► tx
+//                                   buffer local:nat_port ─► owner lcore? ─► reverse NAT ──────┘
 //                                   anything else ─► drop (counted by reason)
 //
 // then flushes the TX buffers, sweeps a few flow-table buckets and reports an RCU quiescent
@@ -46,7 +46,7 @@ struct alignas(64) LcoreContext {
   uint16_t queue = 0;
   uint32_t nports = 0;
   PortContext ports[kMaxPorts];
-  int8_t port_index[RTE_MAX_ETHPORTS];  // DPDK port id -> index in ports, -1 when not ours
+  int8_t port_index[RTE_MAX_ETHPORTS];          // DPDK port id -> index in ports, -1 when not ours
   uint32_t local_ips[kMaxLocalAddresses] = {};  // network order
   uint32_t nlocal = 0;
   uint16_t nat_min = 0;        // host order: first NAT port of lcore 0
@@ -56,9 +56,9 @@ struct alignas(64) LcoreContext {
   FlowTimeouts timeouts;
   uint64_t tsc_per_ms = 1;
   uint32_t now_ms = 0;
-  rte_ring* own_ring = nullptr;               // packets redirected to this lcore
-  rte_ring* rings[32] = {};                   // every lcore's ring, by index
-  rte_rcu_qsbr* rcu = nullptr;                // null: no RCU (single-threaded bench)
+  rte_ring* own_ring = nullptr;  // packets redirected to this lcore
+  rte_ring* rings[32] = {};      // every lcore's ring, by index
+  rte_rcu_qsbr* rcu = nullptr;   // null: no RCU (single-threaded bench)
   const std::atomic<bool>* stop = nullptr;
   uint32_t sweep_idle = 64;  // buckets swept per idle pass
 };

@@ -63,7 +63,8 @@ PacketKind parseFrame(std::span<const uint8_t> frame, PacketInfo* out) {
     }
     case kProtoIcmp:
       if (l4_len < 8) return out->kind;
-      return out->kind = (l4[0] == 8 && l4[1] == 0) ? PacketKind::kIcmpEcho : PacketKind::kIcmpOther;
+      return out->kind =
+                 (l4[0] == 8 && l4[1] == 0) ? PacketKind::kIcmpEcho : PacketKind::kIcmpOther;
     default:
       return out->kind = PacketKind::kOtherIpv4;
   }

@@ -36,30 +36,30 @@ inline constexpr uint8_t kTcpRst = 0x04;
 inline constexpr uint8_t kTcpAck = 0x10;
 
 enum class PacketKind : uint8_t {
-  kTcp,        // IPv4 + complete TCP header
-  kUdp,        // IPv4 + UDP header
-  kIcmpEcho,   // IPv4 ICMP echo request
-  kArpRequest, // ARP request for an IPv4 address over Ethernet
-  kArpReply,   // ARP reply (Ethernet/IPv4)
-  kIcmpOther,  // other ICMP
-  kIpv6,       // not served by this path
-  kFragment,   // IPv4 fragment (no reassembly)
-  kOtherIpv4,  // other IP protocol
-  kOther,      // other EtherType (VLAN included)
-  kMalformed,  // truncated or inconsistent headers
+  kTcp,         // IPv4 + complete TCP header
+  kUdp,         // IPv4 + UDP header
+  kIcmpEcho,    // IPv4 ICMP echo request
+  kArpRequest,  // ARP request for an IPv4 address over Ethernet
+  kArpReply,    // ARP reply (Ethernet/IPv4)
+  kIcmpOther,   // other ICMP
+  kIpv6,        // not served by this path
+  kFragment,    // IPv4 fragment (no reassembly)
+  kOtherIpv4,   // other IP protocol
+  kOther,       // other EtherType (VLAN included)
+  kMalformed,   // truncated or inconsistent headers
 };
 
 struct PacketInfo {
   PacketKind kind = PacketKind::kOther;
-  uint16_t l3 = 0;       // offset of the IPv4 header or ARP payload
-  uint16_t l4 = 0;       // offset of the TCP/UDP/ICMP header
-  uint16_t ip_len = 0;   // IPv4 total length (bytes from l3); the frame may be longer (padding)
-  uint8_t proto = 0;     // IPv4 protocol
-  uint8_t tcp_flags = 0; // TCP only
-  uint32_t src_ip = 0;   // network order; ARP: sender IP
-  uint32_t dst_ip = 0;   // network order; ARP: target IP
-  uint16_t src_port = 0; // network order (TCP/UDP)
-  uint16_t dst_port = 0; // network order (TCP/UDP)
+  uint16_t l3 = 0;        // offset of the IPv4 header or ARP payload
+  uint16_t l4 = 0;        // offset of the TCP/UDP/ICMP header
+  uint16_t ip_len = 0;    // IPv4 total length (bytes from l3); the frame may be longer (padding)
+  uint8_t proto = 0;      // IPv4 protocol
+  uint8_t tcp_flags = 0;  // TCP only
+  uint32_t src_ip = 0;    // network order; ARP: sender IP
+  uint32_t dst_ip = 0;    // network order; ARP: target IP
+  uint16_t src_port = 0;  // network order (TCP/UDP)
+  uint16_t dst_port = 0;  // network order (TCP/UDP)
 };
 
 // Classifies frame and fills *out. Never reads past frame.size(). Hot path: no allocation.

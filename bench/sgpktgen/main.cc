@@ -94,8 +94,14 @@ int fail(const char* what) {
 }
 
 int runInProcess(const Options& o) {
-  std::vector<std::string> args = {"sgpktgen", "-l", std::to_string(o.lcore), "--no-huge", "-m",
-                                   "512", "--no-pci", "--no-telemetry",
+  std::vector<std::string> args = {"sgpktgen",
+                                   "-l",
+                                   std::to_string(o.lcore),
+                                   "--no-huge",
+                                   "-m",
+                                   "512",
+                                   "--no-pci",
+                                   "--no-telemetry",
                                    "--file-prefix=sgpktgen-" + std::to_string(getpid())};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -134,8 +140,8 @@ int runInProcess(const Options& o) {
   const uint64_t t_build = rte_rdtsc();
   dp::PoolTable table;
   table.slots = dp::buildBackendTable(backends, ids, scalegate::kDefaultMaglevTableSize);
-  const double build_ms = static_cast<double>(rte_rdtsc() - t_build) * 1e3 /
-                          static_cast<double>(rte_get_tsc_hz());
+  const double build_ms =
+      static_cast<double>(rte_rdtsc() - t_build) * 1e3 / static_cast<double>(rte_get_tsc_hz());
   state->pools.push_back(std::move(table));
   dp::Vip vip;
   vip.ip = htonl(kVip);
@@ -195,8 +201,8 @@ int runInProcess(const Options& o) {
         uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(burst[i], o.size));
         buildPacket(f, o.size, flow, flags, lb_mac);
       }
-      const unsigned enq = rte_ring_sp_enqueue_burst(rx, reinterpret_cast<void**>(burst), n,
-                                                     nullptr);
+      const unsigned enq =
+          rte_ring_sp_enqueue_burst(rx, reinterpret_cast<void**>(burst), n, nullptr);
       if (enq < n) rte_pktmbuf_free_bulk(burst + enq, n - enq);
       sent += enq;
       const uint64_t t0 = rte_rdtsc();
@@ -204,7 +210,8 @@ int runInProcess(const Options& o) {
       const uint64_t t1 = rte_rdtsc();
       if (timed) {
         lb_cycles += t1 - t0;
-        if (n == dp::kBurst) burst_cycles.push_back(static_cast<uint32_t>(std::min<uint64_t>(t1 - t0, UINT32_MAX)));
+        if (n == dp::kBurst)
+          burst_cycles.push_back(static_cast<uint32_t>(std::min<uint64_t>(t1 - t0, UINT32_MAX)));
       }
       unsigned got;
       while ((got = rte_ring_sc_dequeue_burst(tx, reinterpret_cast<void**>(burst), dp::kBurst,
@@ -254,21 +261,24 @@ int runInProcess(const Options& o) {
     hi = std::max(hi, n);
   }
   const double mean = static_cast<double>(received) / static_cast<double>(o.members);
-  std::printf("sgpktgen in-process: mode %s, %u flows (%llu created, %llu flow-table entries), "
-              "%u members, %u-byte frames (+4 FCS), 1 lcore\n",
-              o.mode.c_str(), o.flows, static_cast<unsigned long long>(created),
-              static_cast<unsigned long long>(flows.size()), o.members, o.size);
+  std::printf(
+      "sgpktgen in-process: mode %s, %u flows (%llu created, %llu flow-table entries), "
+      "%u members, %u-byte frames (+4 FCS), 1 lcore\n",
+      o.mode.c_str(), o.flows, static_cast<unsigned long long>(created),
+      static_cast<unsigned long long>(flows.size()), o.members, o.size);
   std::printf("  flow setup (SYN): %.2f Mflows/s incl. generation\n", o.flows / setup_s / 1e6);
   std::printf("  measured: %llu packets sent, %llu forwarded, %llu dropped, %llu evictions\n",
               static_cast<unsigned long long>(sent), static_cast<unsigned long long>(received),
               static_cast<unsigned long long>(drops),
               static_cast<unsigned long long>(flows.evictions()));
-  std::printf("  LB path: %.1f ns/packet = %.2f Mpps per lcore (median burst of 32: rx + parse + "
-              "flow table + rewrite + tx; generation excluded)\n",
-              ns_per_packet, 1e3 / ns_per_packet);
-  std::printf("  LB path per packet: p10 %.1f ns, p90 %.1f ns, mean %.1f ns (%.2f Mpps; the mean "
-              "includes time the lcore was preempted)\n",
-              quantile(0.1), quantile(0.9), mean_ns, 1e3 / mean_ns);
+  std::printf(
+      "  LB path: %.1f ns/packet = %.2f Mpps per lcore (median burst of 32: rx + parse + "
+      "flow table + rewrite + tx; generation excluded)\n",
+      ns_per_packet, 1e3 / ns_per_packet);
+  std::printf(
+      "  LB path per packet: p10 %.1f ns, p90 %.1f ns, mean %.1f ns (%.2f Mpps; the mean "
+      "includes time the lcore was preempted)\n",
+      quantile(0.1), quantile(0.9), mean_ns, 1e3 / mean_ns);
   std::printf("  with generation on the same core: %.2f Mpps\n",
               static_cast<double>(sent) / run_s / 1e6);
   std::printf("  per-member distribution: %zu members, min %.3f max %.3f of the mean\n",

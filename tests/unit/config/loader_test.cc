@@ -577,7 +577,8 @@ dataplane:
   EXPECT_EQ(d.udp_timeout, 60s);
 
   // Defaults, and no dataplane without the section.
-  LoadResult plain = load(R"(listeners: [ { name: w, listen: 127.0.0.1:8080, routes: [ { pool: web } ] } ]
+  LoadResult plain =
+      load(R"(listeners: [ { name: w, listen: 127.0.0.1:8080, routes: [ { pool: web } ] } ]
 pools: { web: {} }
 )");
   ASSERT_TRUE(plain.ok()) << plain.errorText();

@@ -22,8 +22,8 @@ struct Members {
 Members makeMembers(int n, std::vector<uint32_t> weights = {}) {
   Members m;
   m.names.reserve(n);
-  for (int i = 0; i < n; ++i) m.names.push_back("10.1." + std::to_string(i / 250) + "." +
-                                                std::to_string(i % 250) + ":80");
+  for (int i = 0; i < n; ++i)
+    m.names.push_back("10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ":80");
   for (int i = 0; i < n; ++i) {
     m.backends.push_back(MaglevBackend{m.names[i], weights.empty() ? 1 : weights[i]});
     m.ids.push_back(static_cast<uint16_t>(100 + i));  // ids differ from positions
@@ -59,8 +59,12 @@ TEST(DataplaneMaglevTest, FlowsSpreadEvenly) {
   std::vector<uint64_t> flows(4, 0);
   const uint32_t total = 1000000;
   for (uint32_t i = 0; i < total; ++i) {
-    FlowKey k{0x0a000000u + (i >> 10), 0x0a00000au, static_cast<uint16_t>(1024 + (i & 1023)),
-              80, kProtoTcp, {}};
+    FlowKey k{0x0a000000u + (i >> 10),
+              0x0a00000au,
+              static_cast<uint16_t>(1024 + (i & 1023)),
+              80,
+              kProtoTcp,
+              {}};
     ++flows[table[maglevSlot(FlowTable::hashKey(k), kM)] - 100];
   }
   for (uint64_t f : flows) EXPECT_NEAR(f, total / 4.0, total / 4.0 * 0.01);
