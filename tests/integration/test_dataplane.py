@@ -151,7 +151,7 @@ listeners:
   - {{ name: vip, protocol: l4, vip: "{VIP}:80/tcp", pool: web, mode: nat }}
 pools:
   web:
-    health: {{ type: http, path: /health, interval: 300ms, timeout: 250ms, rise: 1, fall: 2 }}
+    health: {{ type: http, path: /health, interval: 1s, timeout: 800ms, rise: 1, fall: 3 }}
     members: [ {members} ]
 """
         path = os.path.join(self.dir, "scalegate.yaml")
@@ -186,7 +186,7 @@ pools:
         def ok():
             v = self.metric(self.metrics(), "scalegate_member_healthy", member=member)
             return v == (1.0 if healthy else 0.0)
-        wait_until(ok, 20, interval=0.1, what="%s healthy=%s" % (member, healthy))
+        wait_until(ok, 30, interval=0.1, what="%s healthy=%s" % (member, healthy))
 
     def curl(self):
         out = self.ns(self.client, "curl", "-s", "-m", "5", "-D", "-", "-o", "/dev/null",
