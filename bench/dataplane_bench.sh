@@ -27,6 +27,7 @@ testpmd_mpps() {
     -m 512 --no-pci --no-telemetry --file-prefix "sgbench-tp-$$" \
     --vdev net_null0 --vdev net_null1 -- --forward-mode=macswap --stats-period 1 \
     --total-num-mbufs 8192 --nb-cores 1 >"$log" 2>&1 || true
+  rm -rf "/var/run/dpdk/sgbench-tp-$$"  # testpmd leaves its runtime directory behind
   # Tx-pps of both ports, per stats period; the first two periods are warm-up.
   awk '/Tx-pps:/ { s += $2; n++; if (n % 2 == 0) { p[++k] = s; s = 0 } }
        END { t = 0; c = 0; for (i = 3; i <= k; i++) { t += p[i]; c++ }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <regex>
 
 namespace scalegate::dataplane {
@@ -252,7 +253,13 @@ void Dataplane::stop() {
   rcu_ = nullptr;
   if (pool_ != nullptr) rte_mempool_free(pool_);
   pool_ = nullptr;
-  if (eal_) rte_eal_cleanup();
+  if (eal_) {
+    // DPDK leaves its runtime directory (/var/run/dpdk/<file-prefix>) behind; it is ours.
+    const std::string runtime_dir = rte_eal_get_runtime_dir();
+    rte_eal_cleanup();
+    std::error_code ec;
+    std::filesystem::remove_all(runtime_dir, ec);
+  }
   eal_ = false;
 }
 

@@ -26,6 +26,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <random>
 #include <string>
@@ -290,7 +291,10 @@ int runInProcess(const Options& o) {
               static_cast<unsigned long long>(sent));
   rte_eth_dev_stop(port_id);
   rte_eth_dev_close(port_id);
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
+  std::error_code ec;
+  std::filesystem::remove_all(runtime_dir, ec);  // DPDK leaves it behind
   return received == sent ? 0 : 1;
 }
 

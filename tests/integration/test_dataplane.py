@@ -99,6 +99,7 @@ class DataplaneEndToEndTest(unittest.TestCase):
         self.ns(ns_b, "ip", "route", "add", "default", "via", gw_b)
 
     def teardown_namespaces(self):
+        shutil.rmtree("/var/run/dpdk/sg-e2e-" + self.id, ignore_errors=True)
         for ns in [self.lb, self.client] + list(self.members.values()):
             subprocess.run(["ip", "netns", "del", ns], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
