@@ -465,7 +465,9 @@ pools:
   EXPECT_TRUE(hasErrorLike(r, 11, "listeners[2].splice", "not used by protocol l4 listeners"));
   EXPECT_TRUE(hasError(r, "web.yaml:14: pools.pp.proxy_protocol: only tcp listeners send a PROXY "
                           "header, but http listener \"h\" uses this pool"));
-  EXPECT_EQ(r.errors.size(), 9u) << r.errorText();
+  // The l4 listener also lacks the dataplane section it needs.
+  EXPECT_TRUE(hasErrorLike(r, 11, "listeners[2].protocol", "add a top-level \"dataplane:\""));
+  EXPECT_EQ(r.errors.size(), 10u) << r.errorText();
 }
 
 TEST(Loader, HttpListenerDetails) {
