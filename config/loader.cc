@@ -49,6 +49,24 @@ constexpr uint64_t kMinAdminBodyBytes = 1024;
 constexpr uint64_t kMaxAdminBodyBytes = 16 * 1024 * 1024;
 constexpr uint32_t kMaxOutlierFailures = 1000;
 constexpr char kDefaultAdminListen[] = "127.0.0.1:9900";
+constexpr uint32_t kMaxDataplanePorts = 8;  // dataplane/stats.h kMaxPorts
+constexpr uint32_t kMaxDataplaneLcores = 16;
+constexpr uint32_t kMaxLcoreId = 1023;
+constexpr uint64_t kMinFlowTableSize = 64;
+constexpr uint64_t kMaxFlowTableSize = uint64_t{1} << 28;
+constexpr uint32_t kMaxL4Listeners = 255;  // dataplane VIP ids are one byte
+
+bool parseMac(std::string_view s, uint8_t out[6]) {
+  if (s.size() != 17) return false;
+  for (int i = 0; i < 6; ++i) {
+    if (i > 0 && s[i * 3 - 1] != ':') return false;
+    unsigned v = 0;
+    auto [ptr, ec] = std::from_chars(s.data() + i * 3, s.data() + i * 3 + 2, v, 16);
+    if (ec != std::errc() || ptr != s.data() + i * 3 + 2) return false;
+    out[i] = static_cast<uint8_t>(v);
+  }
+  return true;
+}
 
 template <typename E>
 struct EnumName {
@@ -349,6 +367,8 @@ class Loader {
   bool readUtcOffset(const Entry& e, int32_t* out_minutes);
   bool readTimestamp(const Entry& e, WallTime* out);
   void checkUniformMembers(const Entry& members, const Pool& pool);
+  void loadDataplane(const Entry& e, DataplaneConfig* out);
+  void loadDataplanePort(const Entry& e, DataplanePort* out);
   void checkListeners(const Config& config);
 
   void error(const Entry& e, std::string message) { error(e.line, e.path, std::move(message)); }
@@ -618,11 +638,13 @@ void Loader::load(const YAML::Node& root, Config* config) {
           std::string("expected a map of settings at the top level, got ") + kindOf(root));
     return;
   }
-  Fields f = fieldsOf(top, {"admin", "log", "workers", "drain_timeout", "listeners", "pools"});
+  Fields f = fieldsOf(
+      top, {"admin", "log", "workers", "drain_timeout", "listeners", "pools", "dataplane"});
   if (const Entry* e = f.get("admin")) loadAdmin(*e, &config->admin);
   if (const Entry* e = f.get("log")) loadLog(*e, &config->log);
   if (const Entry* e = f.get("workers")) readUint32(*e, 0, kMaxWorkers, &config->workers);
   if (const Entry* e = f.get("drain_timeout")) readDuration(*e, true, &config->drain_timeout);
+  if (const Entry* e = f.get("dataplane")) loadDataplane(*e, &config->dataplane);
 
   if (const Entry* e = f.get("pools")) {
     Fields pools = fieldsOf(*e, {}, /*any_key=*/true);
@@ -1791,8 +1813,152 @@ void Loader::loadScaleAction(const Entry& e, uint32_t min, uint32_t max, ScaleAc
 }
 
 // Names, listen addresses and pool references across listeners: needs every listener and pool.
+void Loader::loadDataplane(const Entry& e, DataplaneConfig* out) {
+  out->enabled = true;
+  out->where = where(e);
+  Fields f = fieldsOf(e, {"eal_args", "main_lcore", "lcores", "ports", "local_addresses", "mbufs",
+                          "queue_size", "flow_table_size", "nat_ports", "flow_timeouts"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("eal_args")) {
+    for (const Entry& a : itemsOf(*x, "EAL arguments")) {
+      std::string arg;
+      if (readString(a, &arg)) out->eal_args.push_back(std::move(arg));
+    }
+  }
+  if (const Entry* x = f.get("main_lcore")) readUint32(*x, 0, kMaxLcoreId, &out->main_lcore);
+  if (const Entry* x = f.get("lcores")) {
+    out->lcores.clear();
+    std::vector<Entry> items = itemsOf(*x, "lcore ids");
+    if (items.empty() || items.size() > kMaxDataplaneLcores) {
+      error(*x, "expected 1.." + std::to_string(kMaxDataplaneLcores) + " lcore ids");
+    }
+    for (const Entry& item : items) {
+      uint32_t id = 0;
+      if (!readUint32(item, 0, kMaxLcoreId, &id)) continue;
+      if (id == out->main_lcore) {
+        error(item, "lcore " + std::to_string(id) + " is the main_lcore (the control thread)");
+      } else if (std::find(out->lcores.begin(), out->lcores.end(), id) != out->lcores.end()) {
+        error(item, "lcore " + std::to_string(id) + " is listed twice");
+      } else {
+        out->lcores.push_back(id);
+      }
+    }
+  }
+  if (const Entry* x = f.get("ports")) {
+    std::vector<Entry> items = itemsOf(*x, "ports");
+    if (items.size() > kMaxDataplanePorts) {
+      error(*x, "at most " + std::to_string(kMaxDataplanePorts) + " ports");
+    }
+    for (const Entry& item : items) {
+      DataplanePort port;
+      loadDataplanePort(item, &port);
+      out->ports.push_back(std::move(port));
+    }
+  }
+  if (out->ports.empty()) {
+    missing(e, "ports", "the data path needs at least one port (vdev string or PCI address)");
+  }
+  if (const Entry* x = f.get("local_addresses")) {
+    for (const Entry& item : itemsOf(*x, "IPv4 addresses")) {
+      std::string text;
+      if (!readScalar(item, "an IPv4 address", &text)) continue;
+      auto a = SocketAddress::parseIp(text);
+      if (!a.isOk() || !a->isV4() || isWildcard(*a)) {
+        error(item, "bad local address " + quoted(text) + ": expected a specific IPv4 address");
+        continue;
+      }
+      out->local_addresses.push_back(*a);
+    }
+  }
+  if (const Entry* x = f.get("mbufs")) readUint32(*x, 511, 16u << 20, &out->mbufs);
+  if (const Entry* x = f.get("queue_size")) readUint32(*x, 64, 16384, &out->queue_size);
+  if (const Entry* x = f.get("flow_table_size")) {
+    readSize(*x, kMinFlowTableSize, kMaxFlowTableSize, &out->flow_table_size);
+  }
+  if (const Entry* x = f.get("nat_ports")) {
+    std::string text;
+    if (readScalar(*x, "a port range such as 1024-65535", &text)) {
+      size_t dash = text.find('-');
+      unsigned lo = 0, hi = 0;
+      bool ok = dash != std::string::npos;
+      if (ok) {
+        auto r1 = std::from_chars(text.data(), text.data() + dash, lo);
+        auto r2 = std::from_chars(text.data() + dash + 1, text.data() + text.size(), hi);
+        ok = r1.ec == std::errc() && r1.ptr == text.data() + dash && r2.ec == std::errc() &&
+             r2.ptr == text.data() + text.size() && lo >= 1 && lo <= hi && hi <= 65535;
+      }
+      if (!ok) {
+        error(*x, "bad port range " + quoted(text) + ": expected LOW-HIGH within 1-65535");
+      } else {
+        out->nat_port_min = lo;
+        out->nat_port_max = hi;
+      }
+    }
+  }
+  if (out->nat_port_max - out->nat_port_min + 1 < out->lcores.size() * 64) {
+    error(e.key_line, childPath(e.path, "nat_ports"),
+          "too few NAT ports: each lcore needs at least 64 of its own");
+  }
+  if (const Entry* x = f.get("flow_timeouts")) {
+    Fields t = fieldsOf(*x, {"syn", "established", "closing", "udp"});
+    if (const Entry* y = t.get("syn")) readDuration(*y, false, &out->syn_timeout);
+    if (const Entry* y = t.get("established")) readDuration(*y, false, &out->established_timeout);
+    if (const Entry* y = t.get("closing")) readDuration(*y, false, &out->closing_timeout);
+    if (const Entry* y = t.get("udp")) readDuration(*y, false, &out->udp_timeout);
+    for (const Entry& y : t.entries) {
+      Duration d = y.key == "syn"           ? out->syn_timeout
+                   : y.key == "established" ? out->established_timeout
+                   : y.key == "closing"     ? out->closing_timeout
+                                            : out->udp_timeout;
+      if (d > std::chrono::hours(24 * 7)) error(y, "at most 7 days");
+    }
+  }
+}
+
+void Loader::loadDataplanePort(const Entry& e, DataplanePort* out) {
+  out->where = where(e);
+  Fields f = fieldsOf(e, {"device", "gateway_mac"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("device")) {
+    if (readString(*x, &out->device) && (out->device.empty() || hasSpaceOrControl(out->device))) {
+      error(*x, "bad device " + quoted(out->device) +
+                    ": expected a vdev such as net_af_packet0,iface=eth1 or a PCI address");
+    }
+  } else {
+    missing(e, "device", "a vdev string such as net_af_packet0,iface=eth1 or a PCI address");
+  }
+  if (const Entry* x = f.get("gateway_mac")) {
+    std::string text;
+    if (readScalar(*x, "a MAC address such as 02:00:00:00:00:01", &text) &&
+        !parseMac(text, out->gateway_mac)) {
+      error(*x, "bad MAC address " + quoted(text) + ": expected six hex bytes aa:bb:cc:dd:ee:ff");
+    }
+  } else {
+    missing(e, "gateway_mac", "every packet leaves through the router at this MAC address");
+  }
+}
+
 void Loader::checkListeners(const Config& config) {
   std::unordered_map<std::string, int> names;
+  size_t l4_listeners = 0;
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const Listener& l = config.listeners[i];
+    if (l.protocol != ListenerProtocol::kL4) continue;
+    const std::string path = "listeners[" + std::to_string(i) + "]";
+    if (++l4_listeners == kMaxL4Listeners + 1) {
+      error(l.where.line, path, "at most " + std::to_string(kMaxL4Listeners) + " l4 listeners");
+    }
+    if (!config.dataplane.enabled) {
+      error(l.where.line, path + ".protocol",
+            "l4 listeners run on the DPDK data path: add a top-level \"dataplane:\" section");
+    } else if (l.mode == L4Mode::kNat && config.dataplane.local_addresses.empty()) {
+      error(l.where.line, path + ".mode",
+            "nat mode needs dataplane.local_addresses (the SNAT source addresses)");
+    }
+    if (l.vip.valid() && !l.vip.isV4()) {
+      error(listen_lines_[i], path + ".vip", "the DPDK data path serves IPv4 VIPs only");
+    }
+  }
   for (size_t i = 0; i < config.listeners.size(); ++i) {
     const Listener& l = config.listeners[i];
     const std::string path = "listeners[" + std::to_string(i) + "]";

@@ -350,6 +350,33 @@ struct Pool {
   SourceLocation where;
 };
 
+// The DPDK data path (dataplane/) for l4 listeners. Read once at start: EAL, ports, lcores and
+// memory cannot change without a restart (a reload that changes this section is refused).
+struct DataplanePort {
+  std::string device;        // vdev ("net_af_packet0,iface=veth0") or PCI address (0000:03:00.0)
+  uint8_t gateway_mac[6]{};  // next hop for every packet sent (the router in front)
+  SourceLocation where;
+};
+
+struct DataplaneConfig {
+  bool enabled = false;               // the section is present
+  std::vector<std::string> eal_args;  // extra EAL arguments (--no-huge, -m 512, ...)
+  uint32_t main_lcore = 0;            // the control thread's lcore
+  std::vector<uint32_t> lcores{1};    // packet lcores: one RX/TX queue pair per port each
+  std::vector<DataplanePort> ports;
+  std::vector<SocketAddress> local_addresses;  // IPv4; SNAT sources, answer ARP and ping
+  uint32_t mbufs = 8191;                       // mempool size
+  uint32_t queue_size = 1024;                  // RX/TX descriptors per queue
+  uint64_t flow_table_size = 1 << 20;          // entries per lcore (nat flows use two)
+  uint32_t nat_port_min = 1024;                // SNAT source ports, split evenly between lcores
+  uint32_t nat_port_max = 65535;
+  Duration syn_timeout = 10s;  // flow-table timeouts by TCP state
+  Duration established_timeout = 300s;
+  Duration closing_timeout = 10s;
+  Duration udp_timeout = 30s;
+  SourceLocation where;
+};
+
 struct Config {
   std::string path;  // file it was loaded from
   AdminConfig admin;
@@ -358,6 +385,7 @@ struct Config {
   Duration drain_timeout = 30s;  // SIGTERM: time to finish in-flight requests
   std::vector<Listener> listeners;
   std::map<std::string, Pool> pools;  // by name
+  DataplaneConfig dataplane;
 };
 
 const char* balanceName(BalanceAlgorithm b);

@@ -94,6 +94,16 @@ int App::run() {
   snapshot_ = buildSnapshot(*registry_, ++generation_, current_sockets_,
                             listener_stats_->resolve(*config_), snapshotTls());
   published_version_ = registry_->version();
+  // The DPDK L4 path: a config without l4 listeners never initialises EAL.
+  if (DataplaneLink::wanted(*config_)) {
+    auto dp = DataplaneLink::start(*config_);
+    if (!dp.isOk()) {
+      SG_LOG(kError, "cannot start: %s", dp.status().message().c_str());
+      return 1;
+    }
+    dataplane_ = std::move(dp).value();
+    dataplane_->publish(*snapshot_);
+  }
   proxy_ = std::make_unique<l7proxy::Proxy>(workers);
   proxy_->start(snapshot_);
 
@@ -171,6 +181,7 @@ int App::run() {
   admin_.reset();
   autoscale_.reset();  // pending webhooks stay in the outbox for the next start
   proxy_->join();
+  if (dataplane_) dataplane_->stop();
   sockets_->closeEverything();
   for (auto& [gen, fds] : retired_) ListenSocketTable::closeAll(fds);
   retired_.clear();
@@ -209,6 +220,7 @@ void App::onHousekeeping(evutil_socket_t, short, void* arg) {
   runOutlierDetection(*app->registry_, now);
   app->registry_->tickDrains(now);
   app->publishIfChanged();
+  if (app->dataplane_) app->dataplane_->tick();
   if (app->probe_targets_dirty_) app->updateProbeTargets();
   app->persistIfChanged();
 }
@@ -220,6 +232,7 @@ void App::publishIfChanged() {
   snapshot_ = buildSnapshot(*registry_, ++generation_, current_sockets_,
                             listener_stats_->resolve(registry_->config()), snapshotTls());
   proxy_->publish(snapshot_);
+  if (dataplane_) dataplane_->publish(*snapshot_);
   updateProbeTargets();
 }
 
@@ -283,6 +296,7 @@ std::string App::renderMetricsText() {
       autoscale_->addMetrics(out);
     };
   }
+  in.dataplane = dataplane_.get();
   return renderMetrics(in);
 }
 
@@ -398,6 +412,19 @@ void App::reload() {
     return;
   }
   auto cfg = std::make_shared<const config::Config>(std::move(loaded.config));
+  // EAL, ports and lcores are set once: a reload may change VIPs and pools, not the dataplane.
+  if ((dataplane_ == nullptr) == DataplaneLink::wanted(*cfg) ||
+      (dataplane_ != nullptr && !dataplane_->sameSettings(cfg->dataplane))) {
+    ++reloads_failed_;
+    const char* why = dataplane_ == nullptr
+                          ? "l4 listeners need a restart (the DPDK path starts with the process)"
+                          : "the dataplane section or the last l4 listener changed; restart to "
+                            "apply";
+    logEvent(LogLevel::kError, "reload failed; keeping the running config",
+             {{"config", opts_.config_path}, {"error", why}});
+    registry_->addEvent("reload_failed", "", "", why);
+    return;
+  }
   Result<std::string> token = readAdminToken(*cfg);
   if (!token.isOk()) {
     ++reloads_failed_;

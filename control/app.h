@@ -18,6 +18,7 @@
 #include "config/snapshot.h"
 #include "control/admin_server.h"
 #include "control/autoscale_controller.h"
+#include "control/dataplane_link.h"
 #include "control/listen_sockets.h"
 #include "control/pool_registry.h"
 #include "control/prober.h"
@@ -81,6 +82,7 @@ class App {
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<AutoscaleController> autoscale_;
+  std::unique_ptr<DataplaneLink> dataplane_;  // DPDK L4 path; only with l4 listeners
   std::vector<config::ListenSockets> current_sockets_;
   uint64_t published_version_ = 0;
   uint64_t saved_persist_version_ = 0;

@@ -10,6 +10,8 @@
 #include <prometheus/metric_type.h>
 #include <prometheus/text_serializer.h>
 
+#include "control/dataplane_link.h"
+
 namespace scalegate::control {
 namespace {
 
@@ -452,6 +454,7 @@ std::vector<prometheus::MetricFamily> collectMetrics(const MetricsInput& in) {
   collectListeners(in, out);
   collectPools(in, out);
   if (in.extra) in.extra(out);
+  if (in.dataplane != nullptr) in.dataplane->appendMetrics(out);
   return out;
 }
 

@@ -62,6 +62,8 @@
 
 namespace scalegate::control {
 
+class DataplaneLink;
+
 // Content-Type of renderMetrics() output (Prometheus text format 0.0.4).
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -82,6 +84,7 @@ struct MetricsInput {
   uint64_t config_reloads_failed = 0;              // reloads rejected (old config kept)
   // Families of other components (autoscale, webhooks), appended after the ones above.
   std::function<void(std::vector<prometheus::MetricFamily>&)> extra;
+  const DataplaneLink* dataplane = nullptr;        // DPDK L4 path counters (dataplane_link.h)
 };
 
 // Building blocks for those families: an empty family, and one sample added to it.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 namespace scalegate::config {
@@ -92,6 +93,11 @@ TEST(Loader, FullExampleSetsEveryKey) {
   EXPECT_EQ(c.admin.max_request_body_bytes, 64u << 10);
   EXPECT_EQ(c.drain_timeout, 30s);
   ASSERT_EQ(c.listeners.size(), 3u);
+  EXPECT_TRUE(c.dataplane.enabled);
+  ASSERT_EQ(c.dataplane.ports.size(), 1u);
+  EXPECT_EQ(c.dataplane.ports[0].device, "net_af_packet0,iface=eth1");
+  EXPECT_EQ(c.dataplane.flow_table_size, 1u << 20);
+  EXPECT_EQ(c.dataplane.udp_timeout, 30s);
   const Listener& web = c.listeners[0];
   ASSERT_EQ(web.routes.size(), 3u);
   EXPECT_EQ(web.routes[0].host, "api.example.com");
@@ -190,6 +196,9 @@ pools:
       target:   { metric: requests_per_second_per_member, value: 400 }
       repair:   { grace: 10m, action: replace }
       scale_in: { policy: default, drain: 30s }      # default | newest | oldest
+dataplane: # not in DESIGN.md's example: what its l4 listener needs
+  ports: [ { device: "net_af_packet0,iface=eth1", gateway_mac: "02:00:00:00:00:01" } ]
+  local_addresses: [10.0.0.2]
 )");
   ASSERT_TRUE(r.ok()) << r.errorText();
   EXPECT_EQ(r.config.pools.at("web").balance, BalanceAlgorithm::kLeastRequest);
@@ -281,7 +290,7 @@ bogus: 1
   EXPECT_TRUE(hasErrorLike(r, 13, "pools.web.autoscale.rules[0].action.grow", "unknown key"));
   EXPECT_TRUE(hasError(r,
                        "web.yaml:14: bogus: unknown key \"bogus\" (allowed: admin, log, "
-                       "workers, drain_timeout, listeners, pools)"));
+                       "workers, drain_timeout, listeners, pools, dataplane)"));
 }
 
 TEST(Loader, CollectsAllErrorsSortedByLine) {
@@ -456,7 +465,9 @@ pools:
   EXPECT_TRUE(hasErrorLike(r, 11, "listeners[2].splice", "not used by protocol l4 listeners"));
   EXPECT_TRUE(hasError(r, "web.yaml:14: pools.pp.proxy_protocol: only tcp listeners send a PROXY "
                           "header, but http listener \"h\" uses this pool"));
-  EXPECT_EQ(r.errors.size(), 9u) << r.errorText();
+  // The l4 listener also lacks the dataplane section it needs.
+  EXPECT_TRUE(hasErrorLike(r, 11, "listeners[2].protocol", "add a top-level \"dataplane:\""));
+  EXPECT_EQ(r.errors.size(), 10u) << r.errorText();
 }
 
 TEST(Loader, HttpListenerDetails) {
@@ -511,17 +522,121 @@ TEST(Loader, L4Vips) {
   - { name: d, protocol: l4, vip: 10.0.0.10:53/udp, pool: web, mode: tunnel }
   - { name: e, protocol: l4, vip: "10.0.0.10", pool: web }
 pools: { web: {} }
+dataplane: { ports: [ { device: net_null0, gateway_mac: "02:00:00:00:00:01" } ], local_addresses: [10.0.0.2] }
 )");
+  EXPECT_TRUE(hasErrorLike(r, 3, "listeners[1].vip", "serves IPv4 VIPs only"));
   EXPECT_TRUE(hasErrorLike(r, 4, "listeners[2].vip", "unknown protocol \"sctp\""));
   EXPECT_TRUE(hasErrorLike(r, 5, "listeners[3].vip", "is also used by listeners[0]"));
   EXPECT_TRUE(hasErrorLike(r, 5, "listeners[3].mode", "invalid value \"tunnel\""));
   EXPECT_TRUE(hasErrorLike(r, 6, "listeners[4].vip", "missing port"));
-  EXPECT_EQ(r.errors.size(), 4u) << r.errorText();
+  EXPECT_EQ(r.errors.size(), 5u) << r.errorText();
   const auto& ls = r.config.listeners;
   EXPECT_EQ(ls[0].vip_proto, IpProto::kUdp);
   EXPECT_EQ(ls[0].mode, L4Mode::kDsr);
   EXPECT_EQ(ls[1].vip.toString(), "[2001:db8::1]:80");
   EXPECT_EQ(ls[1].vip_proto, IpProto::kTcp);
+}
+
+TEST(Loader, DataplaneSection) {
+  LoadResult r = load(R"(listeners:
+  - { name: v, protocol: l4, vip: 10.0.0.10:80/tcp, pool: web }
+pools: { web: {} }
+dataplane:
+  eal_args: [--no-huge, -m, "512"]
+  main_lcore: 2
+  lcores: [0, 3]
+  ports:
+    - { device: "net_af_packet0,iface=eth1", gateway_mac: "02:aa:bb:cc:dd:0F" }
+    - { device: "0000:03:00.0", gateway_mac: "02:00:00:00:00:02" }
+  local_addresses: [10.0.0.2, 10.0.0.3]
+  mbufs: 16383
+  queue_size: 512
+  flow_table_size: 4M
+  nat_ports: 2000-3999
+  flow_timeouts: { syn: 5s, established: 1h, closing: 2s, udp: 1m }
+)");
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const DataplaneConfig& d = r.config.dataplane;
+  EXPECT_TRUE(d.enabled);
+  EXPECT_EQ(d.eal_args, (std::vector<std::string>{"--no-huge", "-m", "512"}));
+  EXPECT_EQ(d.main_lcore, 2u);
+  EXPECT_EQ(d.lcores, (std::vector<uint32_t>{0, 3}));
+  ASSERT_EQ(d.ports.size(), 2u);
+  EXPECT_EQ(d.ports[0].device, "net_af_packet0,iface=eth1");
+  const uint8_t mac[6] = {0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x0f};
+  EXPECT_EQ(std::memcmp(d.ports[0].gateway_mac, mac, 6), 0);
+  EXPECT_EQ(d.ports[1].device, "0000:03:00.0");
+  ASSERT_EQ(d.local_addresses.size(), 2u);
+  EXPECT_EQ(d.local_addresses[1].ipString(), "10.0.0.3");
+  EXPECT_EQ(d.mbufs, 16383u);
+  EXPECT_EQ(d.queue_size, 512u);
+  EXPECT_EQ(d.flow_table_size, 4u << 20);
+  EXPECT_EQ(d.nat_port_min, 2000u);
+  EXPECT_EQ(d.nat_port_max, 3999u);
+  EXPECT_EQ(d.syn_timeout, 5s);
+  EXPECT_EQ(d.established_timeout, 3600s);
+  EXPECT_EQ(d.closing_timeout, 2s);
+  EXPECT_EQ(d.udp_timeout, 60s);
+
+  // Defaults, and no dataplane without the section.
+  LoadResult plain =
+      load(R"(listeners: [ { name: w, listen: 127.0.0.1:8080, routes: [ { pool: web } ] } ]
+pools: { web: {} }
+)");
+  ASSERT_TRUE(plain.ok()) << plain.errorText();
+  EXPECT_FALSE(plain.config.dataplane.enabled);
+  EXPECT_EQ(plain.config.dataplane.lcores, (std::vector<uint32_t>{1}));
+  EXPECT_EQ(plain.config.dataplane.flow_table_size, 1u << 20);
+}
+
+TEST(Loader, DataplaneErrors) {
+  LoadResult r = load(R"(listeners:
+  - { name: v, protocol: l4, vip: 10.0.0.10:80/tcp, pool: web }
+pools: { web: {} }
+dataplane:
+  lcores: [0, 1, 1]
+  ports:
+    - { device: "net_null0", gateway_mac: "02:00:00:00:00" }
+    - { gateway_mac: "02:00:00:00:00:01" }
+    - { device: "net null1" }
+  local_addresses: [10.0.0.2, "::1", 0.0.0.0]
+  nat_ports: 5000-4000
+  flow_table_size: 1
+  flow_timeouts: { syn: 0s, idle: 5s }
+)");
+  EXPECT_TRUE(hasErrorLike(r, 5, "dataplane.lcores[0]", "is the main_lcore"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "dataplane.lcores[2]", "listed twice"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "dataplane.ports[0].gateway_mac", "bad MAC address"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "dataplane.ports[1].device", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 9, "dataplane.ports[2].device", "bad device"));
+  EXPECT_TRUE(hasErrorLike(r, 9, "dataplane.ports[2].gateway_mac", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "dataplane.local_addresses[1]", "specific IPv4 address"));
+  EXPECT_TRUE(hasErrorLike(r, 10, "dataplane.local_addresses[2]", "specific IPv4 address"));
+  EXPECT_TRUE(hasErrorLike(r, 11, "dataplane.nat_ports", "bad port range"));
+  EXPECT_TRUE(hasErrorLike(r, 12, "dataplane.flow_table_size", "out of range"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "dataplane.flow_timeouts.syn", "greater than 0"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "dataplane.flow_timeouts.idle", "unknown key"));
+
+  // An l4 listener needs the section; nat needs SNAT addresses.
+  LoadResult none = load(R"(listeners:
+  - { name: v, protocol: l4, vip: 10.0.0.10:80/tcp, pool: web }
+pools: { web: {} }
+)");
+  EXPECT_TRUE(hasErrorLike(none, 2, "listeners[0].protocol", "add a top-level \"dataplane:\""));
+  LoadResult no_snat = load(R"(listeners:
+  - { name: v, protocol: l4, vip: 10.0.0.10:80/tcp, pool: web, mode: nat }
+  - { name: d, protocol: l4, vip: 10.0.0.11:80/tcp, pool: web, mode: dsr }
+pools: { web: {} }
+dataplane: { ports: [ { device: net_null0, gateway_mac: "02:00:00:00:00:01" } ] }
+)");
+  EXPECT_TRUE(hasErrorLike(no_snat, 2, "listeners[0].mode", "needs dataplane.local_addresses"));
+  EXPECT_EQ(no_snat.errors.size(), 1u) << no_snat.errorText();
+  LoadResult no_ports = load(R"(listeners:
+  - { name: d, protocol: l4, vip: 10.0.0.11:80/tcp, pool: web, mode: dsr }
+pools: { web: {} }
+dataplane: { lcores: [1] }
+)");
+  EXPECT_TRUE(hasErrorLike(no_ports, 4, "dataplane.ports", "at least one port"));
 }
 
 TEST(Loader, PoolSettings) {
