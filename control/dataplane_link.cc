@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/log.h"
+#include "control/metrics.h"
 #include "dataplane/dataplane.h"
 
 namespace scalegate::control {
@@ -17,22 +18,15 @@ using prometheus::MetricType;
 using Labels = std::vector<ClientMetric::Label>;
 
 MetricFamily family(const char* name, const char* help, MetricType type) {
-  MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  return f;
+  return metricFamily(name, help, type);
 }
 
 void add(MetricFamily& f, Labels labels, uint64_t value) {
-  ClientMetric m;
-  m.label = std::move(labels);
   if (f.type == MetricType::Counter) {
-    m.counter.value = static_cast<double>(value);
+    addCounterSample(f, std::move(labels), value);
   } else {
-    m.gauge.value = static_cast<double>(value);
+    addGaugeSample(f, std::move(labels), static_cast<double>(value));
   }
-  f.metric.push_back(std::move(m));
 }
 
 std::string joinArgs(const std::vector<std::string>& args) {
