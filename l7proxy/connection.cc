@@ -181,26 +181,31 @@ ssize_t clientRecv(ClientConn* c, char* p, size_t n) {
   }
 }
 
-ssize_t clientSendv(ClientConn* c, const iovec* iov, int n) {
-  if (c->ssl == nullptr) return ::writev(c->fd, iov, n);
-  // One SSL_write per piece; a short write ends the batch (the caller re-arms EV_WRITE).
+// writev over TLS: one SSL_write per piece; a short write ends the batch (the caller re-arms
+// EV_WRITE). Returns bytes written, or -1 with errno EAGAIN (retry when ready) or EPIPE.
+static ssize_t sslWritev(SSL* ssl, const iovec* iov, int n) {
   ssize_t total = 0;
   for (int i = 0; i < n; ++i) {
     if (iov[i].iov_len == 0) continue;
     ERR_clear_error();
-    int r = SSL_write(c->ssl, iov[i].iov_base,
+    int r = SSL_write(ssl, iov[i].iov_base,
                       static_cast<int>(std::min<size_t>(iov[i].iov_len, INT32_MAX)));
     if (r > 0) {
       total += r;
       if (static_cast<size_t>(r) < iov[i].iov_len) return total;
       continue;
     }
-    int e = SSL_get_error(c->ssl, r);
+    int e = SSL_get_error(ssl, r);
     if (total > 0) return total;
     errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? EAGAIN : EPIPE;
     return -1;
   }
   return total;
+}
+
+ssize_t clientSendv(ClientConn* c, const iovec* iov, int n) {
+  if (c->ssl == nullptr) return ::writev(c->fd, iov, n);
+  return sslWritev(c->ssl, iov, n);
 }
 
 namespace {
@@ -267,23 +272,7 @@ ssize_t upstreamRecv(UpstreamConn* u, char* p, size_t n) {
 
 ssize_t upstreamSendv(UpstreamConn* u, const iovec* iov, int n) {
   if (u->ssl == nullptr) return ::writev(u->fd, iov, n);
-  ssize_t total = 0;
-  for (int i = 0; i < n; ++i) {
-    if (iov[i].iov_len == 0) continue;
-    ERR_clear_error();
-    int r = SSL_write(u->ssl, iov[i].iov_base,
-                      static_cast<int>(std::min<size_t>(iov[i].iov_len, INT32_MAX)));
-    if (r > 0) {
-      total += r;
-      if (static_cast<size_t>(r) < iov[i].iov_len) return total;
-      continue;
-    }
-    int e = SSL_get_error(u->ssl, r);
-    if (total > 0) return total;
-    errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? EAGAIN : EPIPE;
-    return -1;
-  }
-  return total;
+  return sslWritev(u->ssl, iov, n);
 }
 
 UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, const PoolView* p, int* err) {
