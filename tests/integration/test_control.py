@@ -214,13 +214,19 @@ class ReloadAndDrainTest(ProcessTestCase):
         self.assertEqual(request(self.port, "GET", "/").backend, "a1")
 
     def test_reload_during_in_flight_request(self):
-        sg = self.start_proxy(self.config("a"))
+        # The member of pool "a" is a PyBackend so the test knows when the request has
+        # really reached it (routed under the old config) before it reloads.
+        slow = self.start_py_backend("a1")
+        sg = self.start_proxy(two_pool_config(self.port, slow.address, self.b.address, "a"))
         with Client(self.port) as c:
             c.send(b"GET /delay/700 HTTP/1.1\r\nHost: x\r\n\r\n")
-            self.assertTrue(sg.reload(self.config("b")), sg.log())
+            self.assertTrue(slow.received.wait(5), "the request never reached the member")
+            self.assertTrue(sg.reload(two_pool_config(self.port, slow.address, self.b.address,
+                                                      "b")), sg.log())
             r = c.read_response(timeout=5)
             self.assertEqual(r.status, 200, r)
             self.assertEqual(r.backend, "a1")  # routed before the reload
+            self.assertEqual(r.body, b"a1\n")
             r = c.request("GET", "/next")
             self.assertEqual(r.backend, "b1")
 
