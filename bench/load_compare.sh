@@ -4,6 +4,11 @@
 #   h2     sgload --h2 vs h2load, HTTP/2 over TLS (ALPN)
 #   h2c    sgload --h2 vs h2load, HTTP/2 prior knowledge over plain TCP
 #   tls    sgload vs wrk, HTTP/1.1 over TLS
+# and, server-bound (nginx proxies to an sgbackend that answers after a fixed service time, so
+# the server, not the generator, sets the pace and both tools must measure the same thing):
+#   h2-bound   sgload --h2 vs h2load, HTTP/2 over TLS
+#   h2c-bound  sgload --h2 vs h2load, HTTP/2 prior knowledge
+#   tls-bound  sgload vs h2load --h1, HTTP/1.1 over TLS
 # Load generators on CPU 0, nginx on CPU 1. Rounds interleave the tools (the order alternates);
 # medians of req/s, mean latency and the generator's own CPU µs per request are reported with
 # the sgload/other ratios. See bench/README.md.
@@ -19,7 +24,9 @@ duration=10
 connections=64
 h2_connections=16
 h2_streams=8
-only="h1,h2,h2c,tls"
+bound_connections=32
+service_ms=10
+only="h1,h2,h2c,tls,h2-bound,h2c-bound,tls-bound"
 out_dir=/tmp/scalegate-bench
 
 usage() {
@@ -30,7 +37,11 @@ usage: $0 [options]
   --connections N       HTTP/1.1 connections, wrk -c / sgload -c (default $connections)
   --h2-connections N    HTTP/2 connections, h2load -c / sgload -c (default $h2_connections)
   --h2-streams N        HTTP/2 streams per connection, h2load -m / sgload -m (default $h2_streams)
-  --only LIST           scenarios, comma-separated, from h1,h2,h2c,tls (default $only)
+  --bound-connections N connections in the *-bound scenarios; HTTP/2 ones use N/8 connections
+                        x 8 streams (default $bound_connections)
+  --service-time MS     the sgbackend's fixed service time in the *-bound scenarios (default $service_ms)
+  --only LIST           scenarios, comma-separated, from h1,h2,h2c,tls,h2-bound,h2c-bound,
+                        tls-bound (default: all)
   --nice N              nginx and the load generators at this nice value (default 0;
                         e.g. -10, as root, to be less disturbed by other work)
   --out DIR             where load_compare.tsv goes (default $out_dir)
@@ -46,6 +57,8 @@ while (($#)); do
     --connections) connections=$2; shift 2 ;;
     --h2-connections) h2_connections=$2; shift 2 ;;
     --h2-streams) h2_streams=$2; shift 2 ;;
+    --bound-connections) bound_connections=$2; shift 2 ;;
+    --service-time) service_ms=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --nice) SG_NICE=$2; shift 2 ;;
     --out) out_dir=$2; shift 2 ;;
@@ -53,7 +66,8 @@ while (($#)); do
     *) usage >&2; exit 2 ;;
   esac
 done
-for v in "$rounds" "$duration" "$connections" "$h2_connections" "$h2_streams"; do
+for v in "$rounds" "$duration" "$connections" "$h2_connections" "$h2_streams" "$bound_connections" \
+  "$service_ms"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || sg_die "--rounds/--duration/--connections/--h2-* want whole numbers > 0"
 done
 [[ $SG_NICE =~ ^-?[0-9]+$ ]] || sg_die "--nice wants a whole number"
@@ -62,10 +76,13 @@ IFS=, read -r -a scenarios <<<"$only"
 for s in "${scenarios[@]}"; do
   case $s in
     h1 | tls) command -v wrk >/dev/null || sg_die "wrk is not installed (scripts/setup.sh test)" ;;
-    h2 | h2c) command -v h2load >/dev/null || sg_die "h2load is not installed (package nghttp2-client; scripts/setup.sh test)" ;;
+    h2 | h2c | *-bound) command -v h2load >/dev/null || sg_die "h2load is not installed (package nghttp2-client; scripts/setup.sh test)" ;;
     *) sg_die "unknown scenario '$s' in --only" ;;
   esac
 done
+((bound_connections >= 8 && bound_connections % 8 == 0)) || sg_die "--bound-connections wants a multiple of 8"
+any_bound=0
+[[ ,$only, == *-bound,* ]] && any_bound=1
 for tool in nginx openssl taskset; do
   command -v "$tool" >/dev/null || sg_die "$tool is not installed (scripts/setup.sh test)"
 done
@@ -77,14 +94,30 @@ ulimit -n "$(ulimit -Hn)"
 load_cpu=0
 server_cpu=1
 
-# One nginx for every scenario: a port per protocol, all answering `return 200 "b1\n"`.
+# The *-bound scenarios' origin: one sgbackend thread, a fixed service time (timer, not sleep),
+# on the load CPU (it does almost nothing per request).
+if ((any_bound)); then
+  sg_start_backend st "$load_cpu" --threads 1 --delay "${service_ms}ms" --quiet
+  st_port=$SG_LAST_PORT
+fi
+
+# One nginx for every scenario: a port per protocol, all answering `return 200 "b1\n"`, and
+# for the *-bound ones a port per protocol proxying (keep-alive) to the sgbackend.
 dir=$SG_TMP/nginx
 mkdir -p "$dir"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
   -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null || sg_die "openssl req failed"
 declare -A port
-for s in h1 h2 h2c tls; do port[$s]=$(sg_free_port); done
+for s in h1 h2 h2c tls h2-bound h2c-bound tls-bound; do port[$s]=$(sg_free_port); done
+bound_conf=""
+if ((any_bound)); then
+  bound_conf="
+  upstream st { server 127.0.0.1:${st_port:-1}; keepalive 128; }
+  server { listen 127.0.0.1:${port[tls-bound]} ssl; location / { proxy_pass http://st; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
+  server { listen 127.0.0.1:${port[h2-bound]} ssl http2; location / { proxy_pass http://st; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
+  server { listen 127.0.0.1:${port[h2c-bound]} http2; location / { proxy_pass http://st; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+fi
 cat >"$dir/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
@@ -108,13 +141,13 @@ http {
   server { listen 127.0.0.1:${port[h1]}; location / { return 200 "b1\n"; } }
   server { listen 127.0.0.1:${port[tls]} ssl; location / { return 200 "b1\n"; } }
   server { listen 127.0.0.1:${port[h2]} ssl http2; location / { return 200 "b1\n"; } }
-  server { listen 127.0.0.1:${port[h2c]} http2; location / { return 200 "b1\n"; } }
+  server { listen 127.0.0.1:${port[h2c]} http2; location / { return 200 "b1\n"; } }$bound_conf
 }
 EOF
 nice -n "$SG_NICE" taskset -c "$server_cpu" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
   >"$dir/log" 2>&1 &
 sg_track $! # SIGTERM on exit: the master stops its worker
-for s in h1 tls h2 h2c; do
+for s in h1 tls h2 h2c "${scenarios[@]}"; do
   sg_wait_port "${port[$s]}" 15 || { cat "$dir/log" "$dir/error.log" >&2; sg_die "nginx did not start"; }
 done
 echo "nginx 1 worker on CPU $server_cpu: h1 :${port[h1]}  tls :${port[tls]}  h2 (TLS) :${port[h2]}  h2c :${port[h2c]}"
@@ -125,10 +158,13 @@ url_of() {
     h1) echo "http://127.0.0.1:${port[h1]}/" ;;
     tls) echo "https://127.0.0.1:${port[tls]}/" ;;
     h2) echo "https://127.0.0.1:${port[h2]}/" ;;
-    h2c) echo "http://127.0.0.1:${port[h2c]}/" ;;
+    h2c | h2c-bound) echo "http://127.0.0.1:${port[$1]}/" ;;
+    *-bound) echo "https://127.0.0.1:${port[$1]}/" ;;
   esac
 }
 other_of() { case $1 in h1 | tls) echo wrk ;; *) echo h2load ;; esac; }
+is_h2() { [[ $1 == h2 || $1 == h2c || $1 == h2-bound || $1 == h2c-bound ]]; }
+is_tls() { [[ $1 == h2 || $1 == tls || $1 == h2-bound || $1 == tls-bound ]]; }
 
 # "457.00us" / "1.20ms" / "1.01s" -> microseconds
 to_us() {
@@ -165,12 +201,16 @@ run_one() {
   local s=$1 tool=$2 round=$3 url cpu requests rps mean errors out
   url=$(url_of "$s")
   local c=$connections m=1
-  [[ $s == h2 || $s == h2c ]] && c=$h2_connections m=$h2_streams
+  is_h2 "$s" && c=$h2_connections m=$h2_streams
+  case $s in
+    tls-bound) c=$bound_connections ;;
+    *-bound) c=$((bound_connections / 8)) m=8 ;;
+  esac
   case $tool in
     sgload)
       local args=(-q --json -t1 -c"$c" -m"$m" -d "${duration}s")
-      [[ $s == h2 || $s == h2c ]] && args+=(--h2)
-      [[ $s == h2 || $s == tls ]] && args+=(--insecure)
+      is_h2 "$s" && args+=(--h2)
+      is_tls "$s" && args+=(--insecure)
       cpu=$(run_measured "$SG_SGLOAD" "${args[@]}" "$url")
       out=$(<"$SG_TMP/run.out")
       read -r requests rps mean errors < <(python3 -c '
@@ -190,9 +230,12 @@ print(s["requests"], s["rps"], s["latency_us"]["mean"], sum(s["errors"].values()
                     /Non-2xx or 3xx/ { s += $NF } END { print s + 0 }' <<<"$out")
       ;;
     h2load)
-      cpu=$(run_measured h2load -t1 -c"$c" -m"$m" -D "$duration" "$url")
+      local h1=() want=h2
+      [[ $s == tls-bound ]] && h1=(--h1) want=http/1.1
+      [[ $s == h2c || $s == h2c-bound ]] && want=h2c
+      cpu=$(run_measured h2load "${h1[@]}" -t1 -c"$c" -m"$m" -D "$duration" "$url")
       out=$(<"$SG_TMP/run.out")
-      grep -q "^Application protocol: h2" <<<"$out" || { echo "$out" >&2; sg_die "h2load did not speak h2"; }
+      grep -q "^Application protocol: $want\$" <<<"$out" || { echo "$out" >&2; sg_die "h2load did not speak $want"; }
       requests=$(awk '$1 == "requests:" { print $8 }' <<<"$out")  # "N succeeded"
       rps=$(awk '$1 == "finished" { print $4 }' <<<"$out")
       mean=$(to_us "$(awk '/^time for request:/ { print $6 }' <<<"$out")")
@@ -234,6 +277,7 @@ summary=$out_dir/load_compare.tsv
 printf 'scenario\ttool\trps\tmean_us\tgen_cpu_us_per_req\terrors\n' >"$summary"
 echo
 echo "median of $rounds rounds, ${duration}s each; h1/tls: -c$connections, h2/h2c: -c$h2_connections -m$h2_streams; nginx 1 worker"
+((any_bound)) && echo "*-bound: nginx proxies to sgbackend --delay ${service_ms}ms; tls-bound -c$bound_connections, h2*-bound -c$((bound_connections / 8)) -m8"
 printf '%-5s %-7s %10s %10s %14s %7s\n' scen tool req/s mean_us gen_cpu_us/req errors
 for s in "${scenarios[@]}"; do
   for t in sgload "$(other_of "$s")"; do
@@ -250,6 +294,20 @@ for s in "${scenarios[@]}"; do
     -v ma="$(median "$s" sgload 6)" -v mb="$(median "$s" "$o" 6)" \
     -v ca="$(median "$s" sgload 7)" -v cb="$(median "$s" "$o" 7)" \
     'BEGIN { printf "%-4s sgload / %-6s rps %.3f  mean latency %.3f  generator cpu/req %.3f\n", s, o, ra / rb, ma / mb, ca / cb }'
+done
+# The issue's "HTTP/2 and TLS results within 10% of h2load's": where the server sets the pace,
+# both tools must report the same throughput and latency.
+bound_fail=0
+for s in "${scenarios[@]}"; do
+  [[ $s == *-bound ]] || continue
+  if awk -v s="$s" -v ra="$(median "$s" sgload 5)" -v rb="$(median "$s" h2load 5)" \
+    -v ma="$(median "$s" sgload 6)" -v mb="$(median "$s" h2load 6)" \
+    'BEGIN {
+       r = ra / rb; m = ma / mb
+       ok = (r >= 0.9 && r <= 1.1 && m >= 0.9 && m <= 1.1)
+       printf "accuracy %-9s (server-bound) sgload %.0f req/s mean %.0f us, h2load %.0f req/s mean %.0f us: ratios rps %.3f mean %.3f: %s\n",
+         s, ra, ma, rb, mb, r, m, ok ? "within 10% of h2load" : "NOT within 10% of h2load"
+       exit !ok }'; then :; else bound_fail=1; fi
 done
 if [[ ,$only, == *,h1,* ]]; then
   # The issue's "raw speed" check: closed loop, 1 thread each, same nginx, same run. nginx on
@@ -269,3 +327,4 @@ fi
 errors=$(awk -F'\t' '{ e += $8 } END { print e + 0 }' "$results")
 echo "wrote $summary"
 ((errors == 0)) || { echo "errors: $errors (see the rounds above)"; exit 1; }
+((bound_fail == 0)) || { echo "a server-bound scenario differs from h2load by more than 10%"; exit 1; }

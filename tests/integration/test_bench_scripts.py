@@ -8,6 +8,7 @@ the PNG come out. Runs are 1 s each and bounded by a subprocess timeout; all on 
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -115,6 +116,32 @@ class LoadCompareTest(unittest.TestCase):
                          r"sgload [0-9]+ req/s, wrk [0-9]+ req/s, ratio [0-9.]+\n", what)
         self.assertRegex(out, r"raw speed verdict: sgload (at least as fast|capacity at least|"
                          r"SLOWER)", what)
+
+    @unittest.skipUnless(shutil.which("h2load"), "h2load (nghttp2-client, group test)")
+    def test_server_bound_accuracy_lines(self):
+        # Server-bound scenarios: nginx proxies to an sgbackend with a 10 ms service time, so
+        # both tools must agree. The 10% verdict itself is the bench's (a loaded CI machine can
+        # tip a 1-round, 2-second run over it); what must hold here is that every scenario ran
+        # without errors, printed its accuracy line, and that the exit status matches it.
+        out_dir = tempfile.mkdtemp(prefix="sg-bench-test-")
+        self.addCleanup(shutil.rmtree, out_dir, True)
+        rc, out, err = run_script(
+            [os.path.join(BENCH, "load_compare.sh"), "--rounds", "1", "--duration", "2",
+             "--only", "h2-bound,h2c-bound,tls-bound", "--out", out_dir], timeout=120)
+        what = "stdout:\n%s\nstderr:\n%s" % (out, err)
+        lines = re.findall(r"^accuracy (\S+) +\(server-bound\) sgload ([0-9]+) req/s mean [0-9]+ us, "
+                           r"h2load ([0-9]+) req/s mean [0-9]+ us: ratios rps ([0-9.]+) "
+                           r"mean ([0-9.]+): (within|NOT within) 10% of h2load$", out, re.M)
+        self.assertEqual([l[0] for l in lines], ["h2-bound", "h2c-bound", "tls-bound"], what)
+        self.assertNotIn("errors:", out, what)
+        for name, sg_rps, h2_rps, rps_ratio, mean_ratio, verdict in lines:
+            # 32 requests in flight, 10 ms each: at most 3200 req/s whoever measures.
+            self.assertGreater(int(sg_rps), 0, what)
+            self.assertLess(int(sg_rps), 3300, what)
+            self.assertLess(int(h2_rps), 3300, what)
+            inside = 0.9 <= float(rps_ratio) <= 1.1 and 0.9 <= float(mean_ratio) <= 1.1
+            self.assertEqual(verdict == "within", inside, what)
+        self.assertEqual(rc, 0 if all(l[5] == "within" for l in lines) else 1, what)
 
 
 if __name__ == "__main__":
