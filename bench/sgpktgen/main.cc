@@ -1,5 +1,7 @@
 // sgpktgen: DPDK packet generator for scalegate's L4 path (bench/README.md).
 //
+// --port DEV: a traffic generator on a real DPDK port (bench/sgpktgen/port_gen.h).
+//
 // --in-process: pushes synthetic client packets through the real lcore loop (dataplane/lcore.h:
 // parse, classify, flow table, Maglev, NAT or IP-in-IP rewrite, TX) over a net_ring port pair on
 // one lcore, and prints the cost per packet of that loop alone (generation excluded):
@@ -32,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/sgpktgen/port_gen.h"
 #include "common/maglev.h"
 #include "dataplane/checksum.h"
 #include "dataplane/flow_table.h"
@@ -313,9 +316,41 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(60u, 1514u));
   app.add_option("--lcore", o.lcore, "lcore (CPU) to run on");
   app.add_option("--flow-table", o.flow_table, "flow-table entries (default 4 x flows)");
+  scalegate::sgpktgen::PortOptions p;
+  app.add_option("--port", p.port,
+                 "generate on this DPDK port: a vdev (net_af_packet0,iface=IF, net_tap0,...) "
+                 "or a PCI address");
+  app.add_option("--eal", p.eal_args, "extra EAL arguments (default for a vdev: --no-huge -m 512)");
+  app.add_option("--proto", p.proto, "udp or tcp")->check(CLI::IsMember({"udp", "tcp"}));
+  app.add_option("--vip", p.vip, "destination IPv4 address");
+  app.add_option("--vip-port", p.vip_port, "destination port");
+  app.add_option("--src-ip", p.src_ip, "first source IPv4 address (answered by ARP)");
+  app.add_option("--src-ips", p.src_ips, "consecutive source addresses")
+      ->check(CLI::Range(1u, 65536u));
+  app.add_option("--src-port", p.src_port, "first source port");
+  app.add_option("--gateway", p.gateway, "next hop resolved by ARP (default: the VIP)");
+  app.add_option("--dst-mac", p.dst_mac, "next hop MAC (no ARP)");
+  app.add_option("--src-mac", p.src_mac, "our MAC (default: the port's; sets promiscuous)");
+  app.add_option("--payload", p.size, "payload bytes per datagram or data segment")
+      ->check(CLI::Range(0u, 1400u));
+  app.add_option("--rate", p.rate, "generated packets per second (0: as fast as possible)");
+  app.add_option("--duration", p.duration, "seconds of generation")->check(CLI::Range(0.0, 1e6));
+  app.add_option("--count", p.count, "datagrams / data segments in all");
+  app.add_option("--segments", p.segments, "tcp: data segments per connection");
+  app.add_option("--wait", p.wait, "seconds to wait for replies after generation")
+      ->check(CLI::Range(0.0, 600.0));
+  app.add_option("--id-after", p.id_after,
+                 "the member id follows this text in a reply (default: the reply starts with "
+                 "it)");
+  app.add_flag("--json", p.json, "summary as one JSON object on stdout");
   CLI11_PARSE(app, argc, argv);
+  if (!p.port.empty()) {
+    if (app.get_option("--flows")->count() > 0) p.flows = o.flows;  // else 100
+    p.lcore = o.lcore;
+    return scalegate::sgpktgen::runPort(p);
+  }
   if (!o.in_process) {
-    std::fprintf(stderr, "sgpktgen: only --in-process is implemented so far\n");
+    std::fprintf(stderr, "sgpktgen: give --in-process or --port DEV\n");
     return 2;
   }
   return runInProcess(o);

@@ -43,8 +43,13 @@ def run(*args, check=True):
     return r.stdout.decode(errors="replace")
 
 
-@unittest.skipUnless(os.geteuid() == 0, "needs root: network namespaces and af_packet")
-class DataplaneEndToEndTest(unittest.TestCase):
+class DataplaneTopology(unittest.TestCase):
+    """The namespaces, veths and scalegate of the diagram above; no tests of its own, so
+    test_pktgen.py reuses it. CLIENT_ADDR None leaves the client's veth without an address
+    (a DPDK generator owns the client addresses there)."""
+
+    CLIENT_ADDR = "10.77.1.2/24"
+
     def setUp(self):
         self.id = "%x" % (os.getpid() % 0xfffff)
         self.lb = "sgl-" + self.id
@@ -72,7 +77,7 @@ class DataplaneEndToEndTest(unittest.TestCase):
         self.ns(lb, "ip", "link", "add", "dp0", "type", "veth", "peer", "name", "dp1")
         self.ns(lb, "ip", "link", "set", "dp1", "address", GW_MAC)
         self.ns(lb, "ip", "addr", "add", "10.77.0.1/24", "dev", "dp1")
-        self.veth(lb, "c1", "10.77.1.1/24", self.client, "c0", "10.77.1.2/24", "10.77.1.1")
+        self.veth(lb, "c1", "10.77.1.1/24", self.client, "c0", self.CLIENT_ADDR, "10.77.1.1")
         for k, m in enumerate(MEMBERS, start=1):
             self.veth(lb, "m%d" % k, "10.77.%d.1/24" % (10 + k), self.members[m], "m0",
                       "10.77.%d.2/24" % (10 + k), "10.77.%d.1" % (10 + k))
@@ -91,15 +96,18 @@ class DataplaneEndToEndTest(unittest.TestCase):
         self.ns(ns_a, "ip", "link", "add", dev_a, "type", "veth", "peer", "name", dev_b,
                 "netns", ns_b)
         self.ns(ns_a, "ip", "addr", "add", addr_a, "dev", dev_a)
-        self.ns(ns_b, "ip", "addr", "add", addr_b, "dev", dev_b)
+        if addr_b:
+            self.ns(ns_b, "ip", "addr", "add", addr_b, "dev", dev_b)
         for ns, dev in ((ns_a, dev_a), (ns_b, dev_b)):
             self.ns(ns, "ip", "link", "set", dev, "up")
             # af_packet hands over whatever the kernel sends: make it finish its checksums.
             self.ns(ns, "ethtool", "-K", dev, "tx", "off")
-        self.ns(ns_b, "ip", "route", "add", "default", "via", gw_b)
+        if addr_b:
+            self.ns(ns_b, "ip", "route", "add", "default", "via", gw_b)
 
     def teardown_namespaces(self):
-        shutil.rmtree("/var/run/dpdk/sg-e2e-" + self.id, ignore_errors=True)
+        for prefix in ("sg-e2e-", "sgpg-"):
+            shutil.rmtree("/var/run/dpdk/" + prefix + self.id, ignore_errors=True)
         for ns in [self.lb, self.client] + list(self.members.values()):
             subprocess.run(["ip", "netns", "del", ns], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -134,9 +142,15 @@ class DataplaneEndToEndTest(unittest.TestCase):
                 self.members[m], [SGBACKEND, "--listen", "10.77.%d.2:80" % (10 + k), "--id", m,
                                   "--health-path", "/health", "--quiet"], m)
 
-    def start_scalegate(self):
+    def start_scalegate(self, listeners=None, pools=None):
         members = ", ".join('{ id: %s, address: "10.77.%d.2:80" }' % (m, 10 + k)
                             for k, m in enumerate(MEMBERS, start=1))
+        listeners = listeners or f"""
+  - {{ name: vip, protocol: l4, vip: "{VIP}:80/tcp", pool: web, mode: nat }}"""
+        pools = pools or f"""
+  web:
+    health: {{ type: http, path: /health, interval: 1s, timeout: 800ms, rise: 1, fall: 3 }}
+    members: [ {members} ]"""
         config = f"""
 admin: {{ listen: 127.0.0.1:9900 }}
 dataplane:
@@ -148,12 +162,8 @@ dataplane:
   mbufs: 4095
   flow_table_size: 64k
   flow_timeouts: {{ established: 60s }}
-listeners:
-  - {{ name: vip, protocol: l4, vip: "{VIP}:80/tcp", pool: web, mode: nat }}
-pools:
-  web:
-    health: {{ type: http, path: /health, interval: 1s, timeout: 800ms, rise: 1, fall: 3 }}
-    members: [ {members} ]
+listeners:{listeners}
+pools:{pools}
 """
         path = os.path.join(self.dir, "scalegate.yaml")
         with open(path, "w") as f:
@@ -196,7 +206,9 @@ pools:
         status = re.search(r"^HTTP/1.1 (\d+)", out, re.M)
         return (int(status.group(1)) if status else None), (m.group(1) if m else None)
 
-    # ---- the test ---------------------------------------------------------------------------
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root: network namespaces and af_packet")
+class DataplaneEndToEndTest(DataplaneTopology):
     def test_vip_spreads_and_failover_moves_only_the_failed_members_flows(self):
         self.start_members()
         self.start_scalegate()

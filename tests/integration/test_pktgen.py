@@ -1,0 +1,119 @@
+"""sgpktgen on a real DPDK port (issue 5): the generator runs in the client namespace on
+net_af_packet, scalegate's DPDK path (nat) in the lb namespace, and a TCP+UDP echo member
+(echo_member.py, replies prefixed with the member's name) in each of 3 member namespaces.
+Topology: test_dataplane.py's, except that the client's veth has no kernel address: sgpktgen
+owns the client addresses 10.77.1.100-103 (answers ARP for them) and resolves the router
+10.77.1.1 by ARP.
+
+  sgpktgen (c0, DPDK) -> router -> scalegate dp0 (VIP 10.77.9.10:7 tcp+udp, Maglev, NAT)
+     -> router -> member k (echo) -> ... -> sgpktgen: counts which member answered each flow
+
+Needs root (namespaces, veth, af_packet) and ethtool. Namespaces go even when a test fails.
+"""
+
+import json
+import os
+import subprocess
+import unittest
+
+from harness import BIN_DIR
+from test_dataplane import MEMBERS, VIP, DataplaneTopology
+
+SGPKTGEN = os.path.join(BIN_DIR, "bench", "sgpktgen")
+ECHO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echo_member.py")
+FLOWS = 300
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root: network namespaces and af_packet")
+class PktgenTest(DataplaneTopology):
+    CLIENT_ADDR = None
+
+    def setUp(self):
+        super().setUp()
+        for k, m in enumerate(MEMBERS, start=1):
+            self.spawn(self.members[m], ["python3", ECHO, m, "10.77.%d.2" % (10 + k), "7"], m)
+        members = ", ".join('{ id: %s, address: "10.77.%d.2:7" }' % (m, 10 + k)
+                            for k, m in enumerate(MEMBERS, start=1))
+        self.start_scalegate(listeners=f"""
+  - {{ name: echo-tcp, protocol: l4, vip: "{VIP}:7/tcp", pool: echo, mode: nat }}
+  - {{ name: echo-udp, protocol: l4, vip: "{VIP}:7/udp", pool: echo, mode: nat }}""",
+                             pools=f"""
+  echo:
+    health: {{ type: tcp, interval: 1s, timeout: 800ms, rise: 1, fall: 3 }}
+    members: [ {members} ]""")
+        for m in MEMBERS:
+            self.wait_health(m, True)
+
+    def pktgen(self, *args, src_port=20000):
+        """Runs sgpktgen in the client namespace; returns its JSON summary."""
+        cmd = ["ip", "netns", "exec", self.client, SGPKTGEN, "--port",
+               "net_af_packet0,iface=c0", "--eal=--no-huge -m 256 --file-prefix sgpg-" + self.id,
+               "--vip", VIP, "--vip-port", "7", "--src-ip", "10.77.1.100", "--src-ips", "4",
+               "--src-port", str(src_port), "--gateway", "10.77.1.1", "--flows", str(FLOWS),
+               "--json"] + list(args)
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        self.assertTrue(lines, "sgpktgen printed no summary (exit %d):\n%s\n%s\nscalegate:\n%s"
+                        % (r.returncode, out, err, self.log("scalegate")))
+        summary = json.loads(lines[-1])
+        summary["exit"] = r.returncode
+        summary["stderr"] = err
+        return summary
+
+    def assert_spread(self, s):
+        self.assertEqual(s["flows_answered"], FLOWS, s)
+        self.assertEqual(s["flows_identified"], FLOWS, s)
+        self.assertEqual(set(s["members"]), set(MEMBERS), s)
+        for m, n in s["members"].items():
+            # Maglev over 3 equal members: 100 flows each expected; 20-46% leaves room for
+            # the hash's spread over 300 flows and still fails if one member is missed.
+            self.assertGreaterEqual(n, 0.20 * FLOWS, (m, s["members"]))
+            self.assertLessEqual(n, 0.46 * FLOWS, (m, s["members"]))
+
+    def test_udp_tcp_and_rate_through_the_vip(self):
+        # UDP: one datagram per flow, every flow answered, spread over the three members.
+        udp = self.pktgen("--proto", "udp", "--payload", "32", "--rate", "5000", "--wait", "5")
+        self.assertEqual(udp["exit"], 0, udp)
+        self.assertEqual(udp["sent"], FLOWS, udp)
+        self.assert_spread(udp)
+        self.assertGreater(udp["arp_replies"], 0, udp)  # the router asked for our addresses
+
+        # Rate control: 2000 pps for 2 s is 4000 datagrams (+-5%), spread over 1 s buckets.
+        rate = self.pktgen("--proto", "udp", "--payload", "32", "--rate", "2000", "--duration",
+                           "2", "--wait", "3", src_port=21000)
+        self.assertGreaterEqual(rate["sent"], 3800, rate)
+        self.assertLessEqual(rate["sent"], 4200, rate)
+        self.assertGreaterEqual(rate["generation_s"], 1.99, rate)
+        self.assertGreaterEqual(rate["replies"], 0.95 * rate["sent"], rate)
+        self.assert_spread(rate)
+        full = [sec["sent"] for sec in rate["per_second"][:2]]
+        for n in full:
+            self.assertGreaterEqual(n, 1800, rate["per_second"])
+            self.assertLessEqual(n, 2200, rate["per_second"])
+
+        # TCP: handshake, two data segments each echoed, FIN; all 300 connections closed.
+        tcp = self.pktgen("--proto", "tcp", "--payload", "64", "--segments", "2", "--rate",
+                          "5000", "--wait", "5", src_port=22000)
+        self.assertEqual(tcp["exit"], 0, tcp)
+        self.assertEqual(tcp["tcp"]["opened"], FLOWS, tcp)
+        self.assertEqual(tcp["tcp"]["closed"], FLOWS, tcp)
+        self.assertEqual(tcp["tcp"]["reset"], 0, tcp)
+        self.assertEqual(tcp["sent"], 2 * FLOWS, tcp)
+        self.assert_spread(tcp)
+
+        # scalegate saw the flows on both VIPs.
+        text = self.metrics()
+        self.assertGreaterEqual(self.metric(text, "scalegate_dataplane_vip_flows_total",
+                                            listener="echo-udp"), 2 * FLOWS)
+        self.assertGreaterEqual(self.metric(text, "scalegate_dataplane_vip_flows_total",
+                                            listener="echo-tcp"), FLOWS)
+        if os.environ.get("SG_PKTGEN_SHOW"):
+            for s in (udp, rate, tcp):
+                s.pop("stderr")
+                print(json.dumps(s))
+
+
+if __name__ == "__main__":
+    unittest.main()
