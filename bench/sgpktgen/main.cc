@@ -330,6 +330,8 @@ int main(int argc, char** argv) {
   app.add_option("--src-port", p.src_port, "first source port");
   app.add_option("--gateway", p.gateway, "next hop resolved by ARP (default: the VIP)");
   app.add_option("--dst-mac", p.dst_mac, "next hop MAC (no ARP)");
+  app.add_option("--arp-timeout", p.arp_timeout, "seconds to resolve the next hop by ARP")
+      ->check(CLI::Range(0.1, 600.0));
   app.add_option("--src-mac", p.src_mac, "our MAC (default: the port's; sets promiscuous)");
   app.add_option("--payload", p.size, "payload bytes per datagram or data segment")
       ->check(CLI::Range(0u, 1400u));

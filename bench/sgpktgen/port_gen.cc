@@ -109,6 +109,13 @@ bool isPciAddress(const std::string& dev) {
   return std::regex_match(dev, pci);
 }
 
+// net_tap: the DPDK port and the kernel interface it creates share one MAC address.
+bool sharesKernelMac(uint16_t port) {
+  rte_eth_dev_info info{};
+  return rte_eth_dev_info_get(port, &info) == 0 && info.driver_name != nullptr &&
+         std::strcmp(info.driver_name, "net_tap") == 0;
+}
+
 struct Second {
   uint64_t tx = 0;
   uint64_t rx = 0;
@@ -214,6 +221,12 @@ bool Generator::prepare() {
   rte_ether_addr mac{};
   rte_eth_macaddr_get(port_, &mac);
   std::memcpy(our_mac_.bytes, mac.addr_bytes, 6);
+  if (sharesKernelMac(port_)) {
+    // A tap's kernel side has the port's MAC: the kernel would answer to its own address.
+    // Use a neighbour of it (locally administered); the port is promiscuous (runPort).
+    our_mac_.bytes[0] = static_cast<uint8_t>((our_mac_.bytes[0] | 0x02) & ~0x01);
+    our_mac_.bytes[5] ^= 0x01;
+  }
   if (!o_.src_mac.empty() && !parseMac(o_.src_mac, &our_mac_)) {
     std::fprintf(stderr, "sgpktgen: --src-mac: not a MAC address: %s\n", o_.src_mac.c_str());
     return false;
@@ -679,9 +692,10 @@ void Generator::tick(bool final) {
 }
 
 int Generator::run() {
-  // 1. Resolve the next hop (bounded: 3 s, a request every 200 ms).
+  // 1. Resolve the next hop (bounded: --arp-timeout, a request every 200 ms).
   if (!have_next_mac_) {
-    const uint64_t deadline = rte_rdtsc() + 3 * rte_get_tsc_hz();
+    const uint64_t deadline =
+        rte_rdtsc() + static_cast<uint64_t>(o_.arp_timeout * static_cast<double>(hz_));
     uint64_t next_request = 0;
     while (!have_next_mac_ && !g_interrupted.load()) {
       now_ = rte_rdtsc();
@@ -923,7 +937,7 @@ int runPort(const PortOptions& o) {
     cleanup();
     return 2;
   }
-  if (!o.src_mac.empty()) rte_eth_promiscuous_enable(port);
+  if (!o.src_mac.empty() || sharesKernelMac(port)) rte_eth_promiscuous_enable(port);
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
   int rc = 2;

@@ -28,6 +28,7 @@ struct PortOptions {
   std::string gateway;        // next hop to resolve by ARP ("": the VIP itself)
   std::string dst_mac;        // next hop MAC: skips ARP resolution
   std::string src_mac;        // our MAC ("": the port's)
+  double arp_timeout = 3.0;   // seconds to resolve the next hop
   uint32_t flows = 100;
   uint32_t size = 64;     // payload bytes per datagram / data segment
   uint64_t rate = 0;      // generated packets per second; 0: as fast as the port takes

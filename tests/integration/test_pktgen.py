@@ -8,16 +8,22 @@ owns the client addresses 10.77.1.100-103 (answers ARP for them) and resolves th
   sgpktgen (c0, DPDK) -> router -> scalegate dp0 (VIP 10.77.9.10:7 tcp+udp, Maglev, NAT)
      -> router -> member k (echo) -> ... -> sgpktgen: counts which member answered each flow
 
-Needs root (namespaces, veth, af_packet) and ethtool. Namespaces go even when a test fails.
+PktgenTapTest: sgpktgen on net_tap straight to the kernel of its namespace (TCP and UDP echo
+on the tap's address), without scalegate: another port type, and real kernel TCP end to end.
+
+Needs root (namespaces, veth, af_packet, tap) and ethtool. Namespaces go even when a test
+fails.
 """
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import unittest
 
-from harness import BIN_DIR
-from test_dataplane import MEMBERS, VIP, DataplaneTopology
+from harness import BIN_DIR, wait_until
+from test_dataplane import MEMBERS, VIP, DataplaneTopology, run
 
 SGPKTGEN = os.path.join(BIN_DIR, "bench", "sgpktgen")
 ECHO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echo_member.py")
@@ -113,6 +119,80 @@ class PktgenTest(DataplaneTopology):
             for s in (udp, rate, tcp):
                 s.pop("stderr")
                 print(json.dumps(s))
+
+
+@unittest.skipUnless(os.geteuid() == 0 and os.path.exists("/dev/net/tun"),
+                     "needs root and /dev/net/tun")
+class PktgenTapTest(unittest.TestCase):
+    def setUp(self):
+        self.id = "%x" % (os.getpid() % 0xfffff)
+        self.ns = "sgt-" + self.id
+        self.dir = tempfile.mkdtemp(prefix="sg-pktgen-tap-")
+        self.procs = []
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.addCleanup(self.cleanup)
+        run("ip", "netns", "add", self.ns)
+        self.nsrun("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        self.nsrun("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+        self.nsrun("ip", "link", "set", "lo", "up")
+        log = open(os.path.join(self.dir, "echo.log"), "wb")
+        self.addCleanup(log.close)
+        self.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "python3", ECHO, "kernel", "0.0.0.0", "7"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+
+    def nsrun(self, *args, check=True):
+        return run("ip", "netns", "exec", self.ns, *args, check=check)
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree("/var/run/dpdk/sgpt-" + self.id, ignore_errors=True)
+        subprocess.run(["ip", "netns", "del", self.ns], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def pktgen(self, *args):
+        out = open(os.path.join(self.dir, "out"), "w+b")
+        self.addCleanup(out.close)
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, SGPKTGEN, "--port", "net_tap0,iface=sgt0",
+             "--eal=--no-huge -m 256 --file-prefix sgpt-" + self.id, "--vip", "10.78.0.1",
+             "--vip-port", "7", "--src-ip", "10.78.0.100", "--src-ips", "2", "--flows", "50",
+             "--arp-timeout", "30", "--json"] + list(args),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        # The tap exists once sgpktgen's port is up; the kernel side gets the VIP address then
+        # (sgpktgen keeps asking ARP for it until --arp-timeout).
+        def tap_up():
+            if p.poll() is not None:
+                out.seek(0)
+                raise AssertionError("sgpktgen exited: " + out.read().decode(errors="replace"))
+            return "sgt0" in self.nsrun("ip", "-o", "link", "show", check=False)
+        wait_until(tap_up, 30, interval=0.05, what="tap sgt0")
+        self.nsrun("ip", "addr", "add", "10.78.0.1/24", "dev", "sgt0")
+        self.nsrun("ip", "link", "set", "sgt0", "up")
+        self.nsrun("ethtool", "-K", "sgt0", "tx", "off", check=False)
+        p.wait(timeout=60)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+        lines = [line for line in text.splitlines() if line.startswith("{")]
+        self.assertTrue(lines, "no summary (exit %d): %s" % (p.returncode, text))
+        summary = json.loads(lines[-1])
+        self.assertEqual(p.returncode, 0, text)
+        return summary
+
+    def test_tcp_and_udp_to_the_kernel_over_net_tap(self):
+        tcp = self.pktgen("--proto", "tcp", "--segments", "3", "--payload", "100")
+        self.assertEqual(tcp["tcp"]["closed"], 50, tcp)
+        self.assertEqual(tcp["sent"], 150, tcp)
+        self.assertEqual(tcp["replies"] >= 150, True, tcp)
+        self.assertEqual(tcp["members"], {"kernel": 50}, tcp)
+        udp = self.pktgen("--proto", "udp", "--count", "200", "--payload", "10")
+        self.assertEqual(udp["sent"], 200, udp)
+        self.assertEqual(udp["flows_answered"], 50, udp)
+        self.assertEqual(udp["members"], {"kernel": 50}, udp)
 
 
 if __name__ == "__main__":
