@@ -338,7 +338,11 @@ int main(int argc, char** argv) {
   app.add_option("--rate", p.rate, "generated packets per second (0: as fast as possible)");
   app.add_option("--duration", p.duration, "seconds of generation")->check(CLI::Range(0.0, 1e6));
   app.add_option("--count", p.count, "datagrams / data segments in all");
-  app.add_option("--segments", p.segments, "tcp: data segments per connection");
+  app.add_option("--segments", p.segments,
+                 "tcp: data segments per connection (0: until --duration / --count)");
+  app.add_option("--request", p.request,
+                 "payload bytes instead of --payload's pattern, with C escapes (\\r \\n \\t "
+                 "\\\\ \\xHH), e.g. an HTTP request");
   app.add_option("--wait", p.wait, "seconds to wait for replies after generation")
       ->check(CLI::Range(0.0, 600.0));
   app.add_option("--id-after", p.id_after,

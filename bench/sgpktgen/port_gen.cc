@@ -116,6 +116,46 @@ bool sharesKernelMac(uint16_t port) {
          std::strcmp(info.driver_name, "net_tap") == 0;
 }
 
+// C escapes of --request (\\r \\n \\t \\\\ \\xHH) into out; false when malformed or too long.
+bool unescape(const std::string& in, uint8_t* out, uint32_t* len) {
+  uint32_t n = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (n == kMaxPayload) return false;
+    char c = in[i];
+    if (c == '\\') {
+      if (++i == in.size()) return false;
+      switch (in[i]) {
+        case 'r':
+          c = '\r';
+          break;
+        case 'n':
+          c = '\n';
+          break;
+        case 't':
+          c = '\t';
+          break;
+        case '\\':
+          c = '\\';
+          break;
+        case 'x': {
+          if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1])) ||
+              !std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+            return false;
+          }
+          c = static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
+          i += 2;
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    out[n++] = static_cast<uint8_t>(c);
+  }
+  *len = n;
+  return true;
+}
+
 struct Second {
   uint64_t tx = 0;
   uint64_t rx = 0;
@@ -172,6 +212,7 @@ class Generator {
   uint32_t vip_ = 0, src_base_ = 0, next_hop_ = 0;  // host order
   uint32_t ports_needed_ = 0;
   uint8_t payload_[kMaxPayload];
+  uint32_t size_ = 0;  // payload bytes
   uint16_t ip_id_ = 0;
 
   rte_mbuf* tx_[kTxMax];
@@ -238,10 +279,24 @@ bool Generator::prepare() {
     }
     have_next_mac_ = true;
   }
-  // A recognisable payload; the last byte a newline so line-oriented responders see a line.
-  static const char kPattern[] = "sgpktgen-payload.";
-  for (uint32_t i = 0; i < o_.size; ++i) payload_[i] = kPattern[i % (sizeof(kPattern) - 1)];
-  if (o_.size > 0) payload_[o_.size - 1] = '\n';
+  // --request's bytes, or a recognisable pattern whose last byte is a newline (so
+  // line-oriented responders see a line).
+  if (!o_.request.empty()) {
+    if (!unescape(o_.request, payload_, &size_)) {
+      std::fprintf(stderr, "sgpktgen: --request: bad escape or longer than %u bytes\n",
+                   kMaxPayload);
+      return false;
+    }
+  } else {
+    static const char kPattern[] = "sgpktgen-payload.";
+    size_ = o_.size;
+    for (uint32_t i = 0; i < size_; ++i) payload_[i] = kPattern[i % (sizeof(kPattern) - 1)];
+    if (size_ > 0) payload_[size_ - 1] = '\n';
+  }
+  if (tcp() && size_ == 0) {
+    std::fprintf(stderr, "sgpktgen: tcp needs a payload (--payload > 0 or --request)\n");
+    return false;
+  }
   hz_ = rte_get_tsc_hz();
   rto_tsc_ = static_cast<uint64_t>(kRtoSeconds * static_cast<double>(hz_));
   std::mt19937 rng(static_cast<uint32_t>(rte_rdtsc()));
@@ -304,7 +359,7 @@ bool Generator::sendArpRequest() {
 bool Generator::sendUdp(uint32_t idx) {
   const uint32_t src = src_base_ + idx % o_.src_ips;
   const uint16_t sport = static_cast<uint16_t>(o_.src_port + idx / o_.src_ips);
-  const size_t udp_len = dp::kUdpHeaderLen + o_.size;
+  const size_t udp_len = dp::kUdpHeaderLen + size_;
   rte_mbuf* m;
   uint8_t* f = newFrame(&m, dp::kEthHeaderLen + dp::kIpv4MinHeaderLen + udp_len);
   if (f == nullptr) return false;
@@ -313,7 +368,7 @@ bool Generator::sendUdp(uint32_t idx) {
   dp::store16(u, htons(sport));
   dp::store16(u + 2, htons(o_.vip_port));
   dp::store16(u + 4, htons(static_cast<uint16_t>(udp_len)));
-  std::memcpy(u + 8, payload_, o_.size);
+  std::memcpy(u + 8, payload_, size_);
   uint16_t check = dp::l4Checksum(htonl(src), htonl(vip_), dp::kProtoUdp, u, udp_len, 6);
   dp::store16(u + 6, check == 0 ? 0xffff : check);
   txPush(m);
@@ -576,16 +631,17 @@ bool Generator::emit(uint32_t idx) {
         fl.sent_tsc = now_;
         return sendTcp(idx, dp::kTcpAck | kTcpPsh, fl.snd_una, fl.snd_nxt - fl.snd_una);
       }
-      if (!stopping_ && fl.segs_done < o_.segments && (o_.count == 0 || sent_ < o_.count)) {
+      if (!stopping_ && (o_.segments == 0 || fl.segs_done < o_.segments) &&
+          (o_.count == 0 || sent_ < o_.count)) {
         const uint32_t seq = fl.snd_nxt;
-        fl.snd_nxt += o_.size;
+        fl.snd_nxt += size_;
         fl.awaiting = true;
         fl.got_reply = false;
         fl.sent_tsc = now_;
         ++sent_;
         ++cur_.sent;
         if (o_.count != 0 && sent_ == o_.count) beginStop();
-        return sendTcp(idx, dp::kTcpAck | kTcpPsh, seq, o_.size);
+        return sendTcp(idx, dp::kTcpAck | kTcpPsh, seq, size_);
       }
       fl.state = TcpState::kFinSent;
       fl.sent_tsc = now_;
@@ -824,7 +880,7 @@ void Generator::summary(double gen_s, double total_s) {
         "\"tx_dropped\":%llu,\"alloc_failed\":%llu,\"rx_missed\":%llu,\"rx_errors\":%llu,"
         "\"tx_errors\":%llu,\"arp_replies\":%llu,\"flows_answered\":%u,"
         "\"flows_identified\":%u,",
-        o_.proto.c_str(), o_.flows, o_.size, ull(o_.rate), gen_s, total_s, ull(sent_),
+        o_.proto.c_str(), o_.flows, size_, ull(o_.rate), gen_s, total_s, ull(sent_),
         static_cast<double>(sent_) / gen, ull(replies_), ull(tx_packets_), ull(rx_packets_),
         static_cast<double>(tx_packets_) / total, static_cast<double>(rx_packets_) / total,
         ull(tx_dropped_), ull(alloc_failed_), ull(st.imissed), ull(st.ierrors), ull(st.oerrors),
@@ -851,8 +907,7 @@ void Generator::summary(double gen_s, double total_s) {
     return;
   }
   std::printf("sgpktgen summary: %s, %u flows, %u-byte payloads, rate %s\n", o_.proto.c_str(),
-              o_.flows, o_.size,
-              o_.rate ? (std::to_string(o_.rate) + " pps").c_str() : "unlimited");
+              o_.flows, size_, o_.rate ? (std::to_string(o_.rate) + " pps").c_str() : "unlimited");
   std::printf("  generated %llu %s in %.3f s = %.1f pps; %llu replies\n", ull(sent_),
               tcp() ? "data segments" : "datagrams", gen_s, static_cast<double>(sent_) / gen,
               ull(replies_));
@@ -882,6 +937,10 @@ void Generator::summary(double gen_s, double total_s) {
 int runPort(const PortOptions& o) {
   if (o.size > kMaxPayload) {
     std::fprintf(stderr, "sgpktgen: --size at most %u\n", kMaxPayload);
+    return 2;
+  }
+  if (o.proto == "tcp" && o.segments == 0 && o.duration == 0 && o.count == 0) {
+    std::fprintf(stderr, "sgpktgen: --segments 0 needs --duration or --count\n");
     return 2;
   }
   if (o.src_ip.empty() || o.vip.empty()) {

@@ -31,10 +31,12 @@ struct PortOptions {
   double arp_timeout = 3.0;   // seconds to resolve the next hop
   uint32_t flows = 100;
   uint32_t size = 64;     // payload bytes per datagram / data segment
+  std::string request;    // the payload instead, with C escapes (\r \n \t \\ \xHH)
   uint64_t rate = 0;      // generated packets per second; 0: as fast as the port takes
   double duration = 0;    // seconds of generation; 0: until --count / every flow done
   uint64_t count = 0;     // datagrams / data segments in all; 0: see duration
-  uint32_t segments = 1;  // tcp: data segments per flow (each waits for its reply)
+  uint32_t segments = 1;  // tcp: data segments per flow (each waits for its reply); 0: until
+                          // --duration / --count
   double wait = 2.0;      // seconds to wait for replies and closes after generation
   std::string id_after;   // the member id follows this marker in the reply ("": at start)
   bool json = false;      // summary as one JSON object on stdout

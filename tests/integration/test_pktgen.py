@@ -8,8 +8,9 @@ owns the client addresses 10.77.1.100-103 (answers ARP for them) and resolves th
   sgpktgen (c0, DPDK) -> router -> scalegate dp0 (VIP 10.77.9.10:7 tcp+udp, Maglev, NAT)
      -> router -> member k (echo) -> ... -> sgpktgen: counts which member answered each flow
 
-PktgenTapTest: sgpktgen on net_tap straight to the kernel of its namespace (TCP and UDP echo
-on the tap's address), without scalegate: another port type, and real kernel TCP end to end.
+PktgenTapTest: sgpktgen on net_tap straight to the kernel of its namespace (TCP and UDP echo,
+and sgbackend over HTTP keep-alive, on the tap's address), without scalegate: another port
+type, and real kernel TCP end to end.
 
 Needs root (namespaces, veth, af_packet, tap) and ethtool. Namespaces go even when a test
 fails.
@@ -22,7 +23,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BIN_DIR, wait_until
+from harness import BIN_DIR, SGBACKEND, wait_until
 from test_dataplane import MEMBERS, VIP, DataplaneTopology, run
 
 SGPKTGEN = os.path.join(BIN_DIR, "bench", "sgpktgen")
@@ -140,6 +141,9 @@ class PktgenTapTest(unittest.TestCase):
         self.procs.append(subprocess.Popen(
             ["ip", "netns", "exec", self.ns, "python3", ECHO, "kernel", "0.0.0.0", "7"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+        self.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, SGBACKEND, "--listen", "0.0.0.0:8080", "--id",
+             "tapweb", "--quiet"], stdin=subprocess.DEVNULL, stdout=log, stderr=log))
 
     def nsrun(self, *args, check=True):
         return run("ip", "netns", "exec", self.ns, *args, check=check)
@@ -153,13 +157,13 @@ class PktgenTapTest(unittest.TestCase):
         subprocess.run(["ip", "netns", "del", self.ns], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
 
-    def pktgen(self, *args):
+    def pktgen(self, *args, vip_port=7):
         out = open(os.path.join(self.dir, "out"), "w+b")
         self.addCleanup(out.close)
         p = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, SGPKTGEN, "--port", "net_tap0,iface=sgt0",
              "--eal=--no-huge -m 256 --file-prefix sgpt-" + self.id, "--vip", "10.78.0.1",
-             "--vip-port", "7", "--src-ip", "10.78.0.100", "--src-ips", "2", "--flows", "50",
+             "--vip-port", str(vip_port), "--src-ip", "10.78.0.100", "--src-ips", "2", "--flows", "50",
              "--arp-timeout", "30", "--json"] + list(args),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(p)
@@ -193,6 +197,13 @@ class PktgenTapTest(unittest.TestCase):
         self.assertEqual(udp["sent"], 200, udp)
         self.assertEqual(udp["flows_answered"], 50, udp)
         self.assertEqual(udp["members"], {"kernel": 50}, udp)
+        # HTTP keep-alive to sgbackend: the member id comes from a response header.
+        http = self.pktgen("--proto", "tcp", "--segments", "2", "--request",
+                           "GET / HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n", "--id-after",
+                           "X-Backend:", vip_port=8080)
+        self.assertEqual(http["tcp"]["closed"], 50, http)
+        self.assertEqual(http["sent"], 100, http)
+        self.assertEqual(http["members"], {"tapweb": 50}, http)
 
 
 if __name__ == "__main__":
