@@ -118,6 +118,12 @@ class PktgenTest(DataplaneTopology):
                                             listener="echo-udp"), 2 * FLOWS)
         self.assertGreaterEqual(self.metric(text, "scalegate_dataplane_vip_flows_total",
                                             listener="echo-tcp"), FLOWS)
+        # What sgpktgen read from the replies is what scalegate's Maglev decided: per member,
+        # the flows scalegate created equal the flows sgpktgen saw that member answer.
+        for m in MEMBERS:
+            created = self.metric(text, "scalegate_dataplane_member_flows_total", member=m)
+            seen = sum(s["members"].get(m, 0) for s in (udp, rate, tcp))
+            self.assertEqual(created, seen, (m, udp["members"], rate["members"], tcp["members"]))
         if os.environ.get("SG_PKTGEN_SHOW"):
             for s in (udp, rate, tcp):
                 s.pop("stderr")
