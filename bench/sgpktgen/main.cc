@@ -320,7 +320,9 @@ int main(int argc, char** argv) {
   app.add_option("--port", p.port,
                  "generate on this DPDK port: a vdev (net_af_packet0,iface=IF, net_tap0,...) "
                  "or a PCI address");
-  app.add_option("--eal", p.eal_args, "extra EAL arguments (default for a vdev: --no-huge -m 512)");
+  app.add_option("--eal", p.eal_args,
+                 "extra EAL arguments, one word: --eal=\"...\" (default for a vdev: --no-huge -m "
+                 "512)");
   app.add_option("--proto", p.proto, "udp or tcp")->check(CLI::IsMember({"udp", "tcp"}));
   app.add_option("--vip", p.vip, "destination IPv4 address");
   app.add_option("--vip-port", p.vip_port, "destination port");
@@ -350,6 +352,10 @@ int main(int argc, char** argv) {
                  "it)");
   app.add_flag("--json", p.json, "summary as one JSON object on stdout");
   CLI11_PARSE(app, argc, argv);
+  if (!p.port.empty() && o.in_process) {
+    std::fprintf(stderr, "sgpktgen: --port and --in-process exclude each other\n");
+    return 2;
+  }
   if (!p.port.empty()) {
     if (app.get_option("--flows")->count() > 0) p.flows = o.flows;  // else 100
     p.lcore = o.lcore;
