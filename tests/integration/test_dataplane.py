@@ -141,6 +141,16 @@ class DataplaneTopology(unittest.TestCase):
             self.member_procs[m] = self.spawn(
                 self.members[m], [SGBACKEND, "--listen", "10.77.%d.2:80" % (10 + k), "--id", m,
                                   "--health-path", "/health", "--quiet"], m)
+        # Members start healthy (initial_state), so traffic may come before the probes ran:
+        # wait until each one answers inside its own namespace.
+        for k, m in enumerate(MEMBERS, start=1):
+            def listening(m=m, k=k):
+                if self.member_procs[m].poll() is not None:
+                    raise AssertionError("sgbackend %s exited:\n%s" % (m, self.log(m)))
+                out = self.ns(self.members[m], "curl", "-s", "-m", "1",
+                              "http://10.77.%d.2:80/health" % (10 + k), check=False)
+                return bool(out)
+            wait_until(listening, 15, interval=0.05, what="sgbackend %s listening" % m)
 
     def start_scalegate(self, listeners=None, pools=None):
         members = ", ".join('{ id: %s, address: "10.77.%d.2:80" }' % (m, 10 + k)
