@@ -32,6 +32,8 @@ constexpr uint64_t kMinHeaderBytes = 1024;
 constexpr uint64_t kMaxHeaderBytes = 1024 * 1024;
 constexpr uint64_t kMinUriBytes = 256;
 constexpr uint32_t kMaxHeaders = 256;
+constexpr uint32_t kMaxConnectionLimit = 10000000;
+constexpr uint32_t kMaxRequestRate = 1000000;
 constexpr uint32_t kMinMaglevTableSize = 251;
 constexpr uint32_t kMaxMaglevTableSize = 1000003;
 constexpr uint32_t kMaxIdlePerMember = 100000;
@@ -337,7 +339,9 @@ class Loader {
   void loadLog(const Entry& e, LogConfig* out);
   void loadListener(const Entry& e, Listener* out);
   void loadRoute(const Entry& e, Route* out);
-  void loadLimits(const Entry& e, HttpLimits* out);
+  void loadLimits(const Entry& e, bool http, HttpLimits* out, ClientLimits* client);
+  void loadAccess(const Entry& e, AccessList* out);
+  void loadCidrList(const Entry& e, CidrSet* out);
   void loadTimeouts(const Entry& e, HttpTimeouts* out);
   void loadTcpTimeouts(const Entry& e, TcpSettings* out);
   void loadTls(const Entry& e, ListenerTls* out);
@@ -709,7 +713,7 @@ void Loader::loadListener(const Entry& e, Listener* out) {
   out->where = where(e);
   Fields f = fieldsOf(e, {"name", "protocol", "listen", "routes", "pool", "vip", "mode", "limits",
                           "timeouts", "forwarded_headers", "request_id_header", "proxy_protocol",
-                          "splice", "tls", "http2"});
+                          "splice", "tls", "http2", "access"});
   if (!f.ok) return;
   if (const Entry* x = f.get("name")) {
     readName(*x, &out->name);
@@ -719,6 +723,7 @@ void Loader::loadListener(const Entry& e, Listener* out) {
   if (const Entry* x = f.get("protocol")) readEnum(*x, kProtocols, &out->protocol);
   const std::string proto(enumName(kProtocols, out->protocol));
   const std::string by_proto = "by protocol " + proto + " listeners";
+  if (const Entry* x = f.get("access")) loadAccess(*x, &out->access);
 
   if (out->protocol == ListenerProtocol::kL4) {
     notUsed(f, "listen", by_proto + " (they receive traffic on their vip)");
@@ -756,7 +761,9 @@ void Loader::loadListener(const Entry& e, Listener* out) {
     } else {
       missing(e, "routes", "an http listener needs at least one route");
     }
-    if (const Entry* x = f.get("limits")) loadLimits(*x, &out->limits);
+    if (const Entry* x = f.get("limits")) {
+      loadLimits(*x, true, &out->limits, &out->client_limits);
+    }
     if (const Entry* x = f.get("timeouts")) loadTimeouts(*x, &out->timeouts);
     if (const Entry* x = f.get("forwarded_headers")) readBool(*x, &out->xff);
     if (const Entry* x = f.get("tls")) loadTls(*x, &out->tls);
@@ -773,18 +780,20 @@ void Loader::loadListener(const Entry& e, Listener* out) {
     }
   } else {
     notUsed(f, "routes", by_proto + " (they forward to one pool: set pool)");
-    for (const char* key :
-         {"limits", "forwarded_headers", "request_id_header", "tls", "http2"}) {
+    for (const char* key : {"forwarded_headers", "request_id_header", "tls", "http2"}) {
       notUsed(f, key, by_proto + " (only by http)");
     }
     if (out->protocol == ListenerProtocol::kTcp) {
+      if (const Entry* x = f.get("limits")) {
+        loadLimits(*x, false, &out->limits, &out->client_limits);
+      }
       if (const Entry* x = f.get("timeouts")) loadTcpTimeouts(*x, &out->tcp);
       if (const Entry* x = f.get("proxy_protocol")) {
         readEnum(*x, kProxyProtocols, &out->tcp.proxy_protocol);
       }
       if (const Entry* x = f.get("splice")) readBool(*x, &out->tcp.splice);
     } else {
-      for (const char* key : {"timeouts", "proxy_protocol", "splice"}) {
+      for (const char* key : {"timeouts", "proxy_protocol", "splice", "limits"}) {
         notUsed(f, key, by_proto + " (only by http and tcp)");
       }
     }
@@ -830,9 +839,35 @@ void Loader::loadRoute(const Entry& e, Route* out) {
   }
 }
 
-void Loader::loadLimits(const Entry& e, HttpLimits* out) {
-  Fields f = fieldsOf(
-      e, {"max_request_header_bytes", "max_headers", "max_uri_bytes", "max_request_body_bytes"});
+void Loader::loadLimits(const Entry& e, bool http, HttpLimits* out, ClientLimits* client) {
+  Fields f = fieldsOf(e, {"max_request_header_bytes", "max_headers", "max_uri_bytes",
+                          "max_request_body_bytes", "max_connections", "max_connections_per_ip",
+                          "requests_per_second_per_ip", "request_burst_per_ip"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("max_connections")) {
+    readUint32(*x, 0, kMaxConnectionLimit, &client->max_connections);
+  }
+  if (const Entry* x = f.get("max_connections_per_ip")) {
+    readUint32(*x, 0, kMaxConnectionLimit, &client->max_connections_per_ip);
+  }
+  if (!http) {
+    const std::string why = "by protocol tcp listeners (they see connections, not requests)";
+    for (const char* key : {"max_request_header_bytes", "max_headers", "max_uri_bytes",
+                            "max_request_body_bytes", "requests_per_second_per_ip",
+                            "request_burst_per_ip"}) {
+      notUsed(f, key, why);
+    }
+    return;
+  }
+  if (const Entry* x = f.get("requests_per_second_per_ip")) {
+    readUint32(*x, 0, kMaxRequestRate, &client->requests_per_second_per_ip);
+  }
+  if (const Entry* x = f.get("request_burst_per_ip")) {
+    if (readUint32(*x, 1, kMaxRequestRate, &client->request_burst_per_ip) &&
+        client->requests_per_second_per_ip == 0) {
+      error(*x, "request_burst_per_ip needs requests_per_second_per_ip (the refill rate)");
+    }
+  }
   if (const Entry* x = f.get("max_request_header_bytes")) {
     readSize(*x, kMinHeaderBytes, kMaxHeaderBytes, &out->max_request_header_bytes);
   }
@@ -852,10 +887,40 @@ void Loader::loadLimits(const Entry& e, HttpLimits* out) {
               ") must not exceed max_request_header_bytes (" +
               formatSize(out->max_request_header_bytes) + ")");
   }
+  if (client->max_connections > 0 && client->max_connections_per_ip > client->max_connections) {
+    const Entry* x = f.get("max_connections_per_ip");
+    error(x->line, x->path,
+          "max_connections_per_ip (" + std::to_string(client->max_connections_per_ip) +
+              ") must not exceed max_connections (" + std::to_string(client->max_connections) +
+              ")");
+  }
+}
+
+void Loader::loadAccess(const Entry& e, AccessList* out) {
+  Fields f = fieldsOf(e, {"allow", "deny"});
+  if (!f.ok) return;
+  if (const Entry* x = f.get("allow")) loadCidrList(*x, &out->allow);
+  if (const Entry* x = f.get("deny")) loadCidrList(*x, &out->deny);
+}
+
+void Loader::loadCidrList(const Entry& e, CidrSet* out) {
+  for (const Entry& item : itemsOf(e, "CIDR prefixes such as 10.0.0.0/8")) {
+    std::string text;
+    if (!readString(item, &text)) continue;
+    auto p = parseCidr(text);
+    if (!p.isOk()) {
+      error(item, "bad CIDR " + quoted(text) + ": " + p.status().message() +
+                      " (expected 10.0.0.0/8, 2001:db8::/32 or a single address)");
+      continue;
+    }
+    out->add(*p);
+  }
+  out->build();
 }
 
 void Loader::loadTimeouts(const Entry& e, HttpTimeouts* out) {
-  Fields f = fieldsOf(e, {"request_header", "idle", "request"});
+  Fields f = fieldsOf(e, {"request_header", "idle", "request", "send"});
+  if (const Entry* x = f.get("send")) readDuration(*x, false, &out->send);
   if (const Entry* x = f.get("request_header")) readDuration(*x, false, &out->request_header);
   if (const Entry* x = f.get("idle")) readDuration(*x, false, &out->idle);
   if (const Entry* x = f.get("request")) readDuration(*x, false, &out->request);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/cidr.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -49,6 +50,21 @@ struct HttpTimeouts {
   Duration request_header = 10s;  // first byte to end of head; then 408 and close
   Duration idle = 60s;            // keep-alive wait for the next request; then close
   Duration request = 60s;         // whole request, head to last response byte; then 504
+  // A client that takes no byte of its pending response for this long (slow reader): close.
+  Duration send = 30s;
+};
+
+// Abuse limits per listener (`listeners[].limits`, http and tcp listeners), counted in
+// scalegate_listener_limited_total{listener,reason}. Over a connection limit the connection
+// is accepted and closed at once with nothing sent (HAProxy `tcp-request connection reject`,
+// Envoy's listener connection limit). Per-IP state is one fixed-size table per listener shared
+// by the workers through atomics (l7proxy/client_table.h).
+struct ClientLimits {
+  uint32_t max_connections = 100000;       // open at once on this listener; 0 = unlimited
+  uint32_t max_connections_per_ip = 0;     // open at once from one client IP; 0 = unlimited
+  uint32_t requests_per_second_per_ip = 0; // http: token bucket rate; 0 = off; over it: 429
+  uint32_t request_burst_per_ip = 0;       // bucket size; 0 = same as the rate (1 s worth)
+  bool perIp() const { return max_connections_per_ip > 0 || requests_per_second_per_ip > 0; }
 };
 
 enum class ListenerProtocol { kHttp, kTcp, kL4 };
@@ -114,6 +130,8 @@ struct Listener {
   std::vector<Route> routes;  // http: first match wins
   std::string pool;           // tcp/l4: the one pool
   HttpLimits limits;
+  ClientLimits client_limits;  // also under `limits` in YAML
+  AccessList access;           // `access: { allow: [CIDR...], deny: [CIDR...] }` (every protocol)
   HttpTimeouts timeouts;
   ListenerTls tls;
   Http2Settings http2;

@@ -459,7 +459,8 @@ pools:
   EXPECT_TRUE(hasError(r, "web.yaml:7: listeners[0].proxy_protocol: invalid value \"v1\" "
                           "(expected one of: none, v2)"));
   EXPECT_TRUE(hasErrorLike(r, 8, "listeners[0].splice", "expected true or false"));
-  EXPECT_TRUE(hasErrorLike(r, 9, "listeners[0].limits", "not used by protocol tcp listeners"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 9, "listeners[0].limits.max_headers", "not used by protocol tcp listeners"));
   EXPECT_TRUE(hasErrorLike(r, 10, "listeners[1].proxy_protocol",
                            "not used by protocol http listeners (only by tcp)"));
   EXPECT_TRUE(hasErrorLike(r, 11, "listeners[2].splice", "not used by protocol l4 listeners"));
@@ -501,6 +502,85 @@ pools: { web: {} }
   EXPECT_EQ(r.config.listeners[0].routes[0].host, "shop.example.com");
   EXPECT_EQ(r.config.listeners[1].routes[0].host, "*.example.com");
   EXPECT_EQ(r.config.listeners[1].request_id_header, "x-trace");
+}
+
+TEST(Loader, AbuseLimitsAndAccess) {
+  LoadResult r = load(R"(listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes: [ { pool: web } ]
+    limits: { max_connections: 500, max_connections_per_ip: 20, requests_per_second_per_ip: 50,
+              request_burst_per_ip: 100 }
+    timeouts: { send: 5s }
+    access: { allow: [ 10.0.0.0/8, "2001:db8::/32" ], deny: [ 10.9.0.0/16 ] }
+  - name: db
+    protocol: tcp
+    listen: 127.0.0.1:5432
+    pool: web
+    limits: { max_connections_per_ip: 4 }
+    access: { deny: [ 192.0.2.7 ] }
+  - { name: defaults, listen: 127.0.0.1:8081, routes: [ { pool: web } ] }
+pools: { web: {} }
+)");
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const Listener& web = r.config.listeners[0];
+  EXPECT_EQ(web.client_limits.max_connections, 500u);
+  EXPECT_EQ(web.client_limits.max_connections_per_ip, 20u);
+  EXPECT_EQ(web.client_limits.requests_per_second_per_ip, 50u);
+  EXPECT_EQ(web.client_limits.request_burst_per_ip, 100u);
+  EXPECT_TRUE(web.client_limits.perIp());
+  EXPECT_EQ(web.timeouts.send, 5s);
+  EXPECT_EQ(web.access.allow.size(), 2u);
+  EXPECT_EQ(web.access.deny.size(), 1u);
+  EXPECT_TRUE(web.access.admitsV4(0x0a010203));   // 10.1.2.3
+  EXPECT_FALSE(web.access.admitsV4(0x0a090001));  // 10.9.0.1: denied
+  EXPECT_FALSE(web.access.admitsV4(0x0b000001));  // 11.0.0.1: not allowed
+  const Listener& db = r.config.listeners[1];
+  EXPECT_EQ(db.client_limits.max_connections_per_ip, 4u);
+  EXPECT_EQ(db.client_limits.max_connections, 100000u);
+  EXPECT_TRUE(db.access.allow.empty());
+  EXPECT_FALSE(db.access.admitsV4(0xc0000207));
+  EXPECT_TRUE(db.access.admitsV4(0xc0000208));
+  const Listener& d = r.config.listeners[2];
+  EXPECT_EQ(d.client_limits.max_connections, 100000u);
+  EXPECT_EQ(d.client_limits.max_connections_per_ip, 0u);
+  EXPECT_EQ(d.client_limits.requests_per_second_per_ip, 0u);
+  EXPECT_FALSE(d.client_limits.perIp());
+  EXPECT_EQ(d.timeouts.send, 30s);
+  EXPECT_FALSE(d.access.enabled());
+}
+
+TEST(Loader, AbuseLimitsAndAccessErrors) {
+  LoadResult r = load(R"(listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes: [ { pool: web } ]
+    limits: { max_connections: 10, max_connections_per_ip: 11, request_burst_per_ip: 5 }
+    timeouts: { send: 0s }
+    access: { allow: [ 10.0.0.1/8, "2001:db8::/200", nonsense ], block: [] }
+  - name: db
+    protocol: tcp
+    listen: 127.0.0.1:5432
+    pool: web
+    limits: { requests_per_second_per_ip: 5, max_connections: -1 }
+    access: { deny: 10.0.0.0/8 }
+pools: { web: {} }
+)");
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].limits.max_connections_per_ip",
+                           "must not exceed max_connections (10)"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].limits.request_burst_per_ip",
+                           "needs requests_per_second_per_ip"));
+  EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].timeouts.send", "must be greater than 0"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].access.allow[0]",
+                           "bad CIDR \"10.0.0.1/8\": host bits set"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].access.allow[1]", "IPv6 prefix length above 128"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].access.allow[2]", "expected an IPv4 or IPv6"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].access.block", "unknown key"));
+  EXPECT_TRUE(hasErrorLike(r, 12, "listeners[1].limits.requests_per_second_per_ip",
+                           "not used by protocol tcp listeners"));
+  EXPECT_TRUE(hasErrorLike(r, 12, "listeners[1].limits.max_connections", "out of range"));
+  EXPECT_TRUE(hasErrorLike(r, 13, "listeners[1].access.deny", "expected a list of CIDR"));
+  EXPECT_EQ(r.errors.size(), 10u) << r.errorText();
 }
 
 TEST(Loader, RequestIdHeaderCanBeDisabled) {
