@@ -165,18 +165,23 @@ void DataplaneLink::appendMetrics(std::vector<MetricFamily>& out) const {
                    MetricType::Counter);
   auto vf =
       family("scalegate_dataplane_vip_flows_total", "Flows to an l4 VIP.", MetricType::Counter);
+  auto vd = family("scalegate_dataplane_vip_access_denied_total",
+                   "Packets to an l4 VIP dropped by its listener's access list.",
+                   MetricType::Counter);
   for (uint32_t id = 0; id < dataplane::kMaxVips; ++id) {
     const std::string& name = builder_.vipName(static_cast<uint8_t>(id));
     if (name.empty()) continue;
-    uint64_t p = 0, b = 0, f = 0;
+    uint64_t p = 0, b = 0, f = 0, d = 0;
     for (size_t l = 0; l < dp.lcoreCount(); ++l) {
       p += dp.stats(l).vip_packets[id].get();
       b += dp.stats(l).vip_bytes[id].get();
       f += dp.stats(l).vip_flows[id].get();
+      d += dp.stats(l).vip_access_denied[id].get();
     }
     add(vp, {{"listener", name}}, p);
     add(vb, {{"listener", name}}, b);
     add(vf, {{"listener", name}}, f);
+    add(vd, {{"listener", name}}, d);
   }
   auto mp = family("scalegate_dataplane_member_packets_total",
                    "Packets forwarded to and from a member by the l4 path.", MetricType::Counter);
@@ -197,7 +202,7 @@ void DataplaneLink::appendMetrics(std::vector<MetricFamily>& out) const {
     add(mb, {{"pool", name->pool}, {"member", name->member}}, b);
     add(mf, {{"pool", name->pool}, {"member", name->member}}, f);
   }
-  for (auto* f : {&pkts, &port_drops, &drops, &replies, &redirected, &vp, &vb, &vf, &mp, &mb, &mf,
+  for (auto* f : {&pkts, &port_drops, &drops, &replies, &redirected, &vp, &vb, &vf, &vd, &mp, &mb, &mf,
                   &entries, &capacity, &evictions, &created}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }

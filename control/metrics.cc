@@ -153,6 +153,14 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
                           "HTTP/2 sessions or streams ended for a protocol violation or a flood.",
                           MetricType::Counter);
 
+  auto limited = family("scalegate_listener_limited_total",
+                        "Connections or requests refused or ended by a listener's abuse limits, "
+                        "by reason.",
+                        MetricType::Counter);
+  auto denied = family("scalegate_access_denied_total",
+                       "Client connections closed at accept by the listener's access list.",
+                       MetricType::Counter);
+
   const config::Snapshot* snap = in.snapshot;
   if (snap != nullptr && snap->config != nullptr) {
     const auto& listeners = snap->config->listeners;
@@ -163,6 +171,19 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
       using S = l7proxy::ListenerWorkerStats;
       addCounter(cx_total, l, st->sum([](const S& s) -> auto& { return s.cx_total; }));
       addGauge(cx_active, l, activeGauge(st->sum([](const S& s) -> auto& { return s.cx_active; })));
+      if (listeners[i].protocol == config::ListenerProtocol::kL4) continue;  // dataplane_link.cc
+      addCounter(denied, l, st->sum([](const S& s) -> auto& { return s.access_denied; }));
+      const bool tcp = listeners[i].protocol == config::ListenerProtocol::kTcp;
+      for (int r = 0; r < static_cast<int>(l7proxy::LimitReason::kCount); ++r) {
+        auto reason = static_cast<l7proxy::LimitReason>(r);
+        if (tcp && (reason == l7proxy::LimitReason::kRequestRate ||
+                    reason == l7proxy::LimitReason::kRequestHeaderTimeout ||
+                    reason == l7proxy::LimitReason::kSendTimeout)) {
+          continue;  // http only
+        }
+        addCounter(limited, with(l, "reason", l7proxy::limitReasonName(reason)),
+                   st->sum([r](const S& s) -> auto& { return s.limited[r]; }));
+      }
       if (listeners[i].protocol == config::ListenerProtocol::kTcp) {  // no HTTP families
         addCounter(bytes_in, l, st->sum([](const S& s) -> auto& { return s.bytes_in; }));
         addCounter(bytes_out, l, st->sum([](const S& s) -> auto& { return s.bytes_out; }));
@@ -201,7 +222,7 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
   }
   for (auto* f : {&cx_total, &cx_active, &rq_total, &rq_active, &responses, &local, &duration,
                   &bytes_in, &bytes_out, &tls_hs, &tls_fail, &h2_cx, &h2_streams, &h2_resets,
-                  &h2_goaway, &h2_errors}) {
+                  &h2_goaway, &h2_errors, &limited, &denied}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
 }

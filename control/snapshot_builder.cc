@@ -12,6 +12,7 @@ std::vector<std::shared_ptr<l7proxy::ListenerStats>> ListenerStatsTable::resolve
     auto it = blocks_.find(l.name);
     auto block =
         it != blocks_.end() ? it->second : std::make_shared<l7proxy::ListenerStats>(workers_);
+    if (l.client_limits.perIp()) block->ensureClients();
     next[l.name] = block;
     out.push_back(block);
   }

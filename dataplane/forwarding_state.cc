@@ -104,6 +104,10 @@ std::unique_ptr<ForwardingState> ForwardingStateBuilder::build(const config::Sna
     v.proto = l.vip_proto == config::IpProto::kTcp ? kProtoTcp : kProtoUdp;
     v.dsr = l.mode == config::L4Mode::kDsr;
     v.pool = it->second;
+    if (l.access.enabled()) {
+      v.access = static_cast<uint16_t>(st->access.size());
+      st->access.push_back(l.access);
+    }
     v.id = vipId(l.name);
     if (v.id == 0xff) {
       ++skipped_;

@@ -14,6 +14,9 @@
 #include <utility>
 #include <vector>
 
+#include <netinet/in.h>
+
+#include "common/cidr.h"
 #include "config/snapshot.h"
 #include "dataplane/maglev.h"
 
@@ -35,7 +38,8 @@ struct Vip {
   uint8_t proto = 0;  // kProtoTcp / kProtoUdp
   uint8_t id = 0;     // stable id (stats, flow entries)
   bool dsr = false;   // false: nat
-  uint32_t pool = 0;  // index into ForwardingState::pools
+  uint16_t access = 0xffff;  // index into ForwardingState::access; 0xffff: open to everyone
+  uint32_t pool = 0;         // index into ForwardingState::pools
 };
 
 struct PoolTable {
@@ -47,6 +51,7 @@ struct ForwardingState {
   std::vector<Vip> vips;
   std::vector<PoolTable> pools;
   std::vector<Backend> backends = std::vector<Backend>(kMaxBackends);
+  std::vector<AccessList> access;  // the listeners' `access` lists, for Vip::access
 
   // The VIP for a TCP/UDP destination, or null. Linear: VIP lists are short.
   const Vip* findVip(uint32_t ip, uint16_t port, uint8_t proto) const {
@@ -54,6 +59,11 @@ struct ForwardingState {
       if (v.ip == ip && v.port == port && v.proto == proto) return &v;
     }
     return nullptr;
+  }
+  // listeners[].access: may `src_ip` (network order) use VIP `v`? Checked on every packet to
+  // a VIP before the flow lookup, so a denied client creates no flow and reaches no member.
+  bool vipAdmits(const Vip& v, uint32_t src_ip) const {
+    return v.access == 0xffff || access[v.access].admitsV4(ntohl(src_ip));
   }
   bool isVipAddress(uint32_t ip) const {
     for (const Vip& v : vips) {

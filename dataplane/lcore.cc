@@ -80,6 +80,11 @@ void processBurst(LcoreContext& c, const ForwardingState& st, rte_mbuf** pkts, u
         const PacketInfo& pi = info[i];
         vip[i] = st.findVip(pi.dst_ip, pi.dst_port, pi.proto);
         if (vip[i] != nullptr) {
+          if (!st.vipAdmits(*vip[i], pi.src_ip)) {
+            c.stats->vip_access_denied[vip[i]->id].inc();
+            drop(c, m, pidx[i], Drop::kAccessDenied);
+            continue;
+          }
           action[i] = Action::kForward;
         } else if (isLocal(c, pi.dst_ip)) {
           const uint32_t port = netOrder16(pi.dst_port);

@@ -37,6 +37,7 @@ enum class Drop : uint8_t {
   kTxFull,         // the port's TX queue was full
   kRedirectFull,   // the owning lcore's redirect ring was full
   kNoHeadroom,     // encapsulation without mbuf headroom
+  kAccessDenied,   // a client the VIP's listeners[].access does not admit
   kCount
 };
 
@@ -64,6 +65,8 @@ inline const char* dropName(Drop d) {
       return "redirect_full";
     case Drop::kNoHeadroom:
       return "no_headroom";
+    case Drop::kAccessDenied:
+      return "access_denied";
     case Drop::kCount:
       break;
   }
@@ -86,6 +89,7 @@ struct alignas(64) LcoreStats {
   Counter vip_packets[kMaxVips];
   Counter vip_bytes[kMaxVips];
   Counter vip_flows[kMaxVips];
+  Counter vip_access_denied[kMaxVips];  // packets dropped by the VIP's access list
   Counter backend_packets[kMaxBackends];  // both directions
   Counter backend_bytes[kMaxBackends];
   Counter backend_flows[kMaxBackends];

@@ -114,6 +114,7 @@ void setClientWrite(ClientConn* c, bool on) {
   if (c->stream != nullptr) return;
   if (c->write_armed == on) return;
   c->write_armed = on;
+  if (on) c->send_since = c->worker->now();
   if (on) {
     event_add(&c->wev, nullptr);
   } else {
@@ -170,6 +171,7 @@ ssize_t clientRecv(ClientConn* c, char* p, size_t n) {
     case SSL_ERROR_WANT_WRITE:  // a key update wants out: retry when writable
       c->tls_read_wants_write = true;
       event_add(&c->wev, nullptr);
+      if (!c->write_armed) c->send_since = c->worker->now();
       c->write_armed = true;
       errno = EAGAIN;
       return -1;
@@ -204,8 +206,9 @@ static ssize_t sslWritev(SSL* ssl, const iovec* iov, int n) {
 }
 
 ssize_t clientSendv(ClientConn* c, const iovec* iov, int n) {
-  if (c->ssl == nullptr) return ::writev(c->fd, iov, n);
-  return sslWritev(c->ssl, iov, n);
+  ssize_t r = c->ssl == nullptr ? ::writev(c->fd, iov, n) : sslWritev(c->ssl, iov, n);
+  if (r > 0) c->send_since = c->worker->now();  // progress: the send timeout starts over
+  return r;
 }
 
 namespace {
@@ -380,6 +383,8 @@ const char* reasonPhrase(uint16_t status) {
       return "Content Too Large";
     case 414:
       return "URI Too Long";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 501:
@@ -450,11 +455,16 @@ void localReply(ClientConn* c, LocalReply why, bool keep_open) {
   if (w->draining() || c->peer_eof) keep_open = false;
   const char* reason = reasonPhrase(status);
   char buf[512];
+  char retry[48] = "";
+  if (ex.retry_after_s > 0) {
+    std::snprintf(retry, sizeof(retry), "retry-after: %u\r\n", ex.retry_after_s);
+  }
   int body_len = static_cast<int>(std::strlen(reason)) + 1;
   int n = std::snprintf(buf, sizeof(buf),
                         "HTTP/1.1 %u %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
-                        "%s\r\n%s\n",
-                        status, reason, body_len, keep_open ? "" : "connection: close\r\n", reason);
+                        "%s%s\r\n%s\n",
+                        status, reason, body_len, retry,
+                        keep_open ? "" : "connection: close\r\n", reason);
   if (c->out != nullptr) c->out->start = c->out->end = 0;  // drop a half-built head
   appendOut(c, buf, static_cast<size_t>(n));
   if (!keep_open) {
@@ -803,6 +813,24 @@ bool assignUpstream(ClientConn* c) {
 }
 
 // A complete request head is at the start of c->in: route it and start the exchange.
+// The client IP's request bucket (limits.requests_per_second_per_ip); HTTP/2 streams draw
+// from their connection's. False sets ex.retry_after_s.
+bool admitRequestRate(ClientConn* c, const config::Listener& l) {
+  const ClientConn* owner = c->parent != nullptr ? c->parent : c;
+  if (owner->ip_table == nullptr) return true;  // not tracked (table full, or no limit at accept)
+  const config::ClientLimits& lim = l.client_limits;
+  const int64_t interval = 1000000000 / lim.requests_per_second_per_ip;
+  const uint32_t burst =
+      lim.request_burst_per_ip > 0 ? lim.request_burst_per_ip : lim.requests_per_second_per_ip;
+  int64_t wait_ns = 0;
+  if (owner->ip_table->admitRequest(owner->ip_slot, c->worker->now().time_since_epoch().count(),
+                                    interval, burst, &wait_ns)) {
+    return true;
+  }
+  c->ex.retry_after_s = static_cast<uint32_t>(std::max<int64_t>(1, (wait_ns + 999999999) / 1000000000));
+  return false;
+}
+
 void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
   Worker* w = c->worker;
   WorkerCounters& k = w->mutableCounters();
@@ -826,6 +854,13 @@ void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
   lv.stats->rq_total.inc();
   lv.stats->rq_active.inc();
   setDeadline(c, ex.started + l.timeouts.request);
+
+  if (l.client_limits.requests_per_second_per_ip > 0 && !admitRequestRate(c, l)) {
+    lv.stats->limited[static_cast<int>(LimitReason::kRequestRate)].inc();
+    c->in->start += head_bytes;
+    localReply(c, LocalReply::kTooManyRequests, ex.req_done);
+    return;
+  }
 
   const RouteView* rv = nullptr;
   for (const RouteView& r : lv.routes) {
@@ -1395,6 +1430,10 @@ void onClientTimer(evutil_socket_t, short, void* arg) {
   }
   switch (c->state) {
     case ClientState::kHead:
+      if ((c->in != nullptr && !c->in->empty()) || c->first_request) {
+        // Slowloris: a head that did not arrive whole in time (or never began).
+        listenerStats(c)->limited[static_cast<int>(LimitReason::kRequestHeaderTimeout)].inc();
+      }
       if (c->in != nullptr && !c->in->empty()) {
         localReply(c, LocalReply::kRequestTimeout, false);
       } else {
@@ -1531,9 +1570,12 @@ void upstreamConnecting(UpstreamConn* u, ClientConn* c) {
 
 }  // namespace
 
-void acceptClient(Worker* w, int fd, const sockaddr* peer, socklen_t peer_len, int listener) {
+void acceptClient(Worker* w, int fd, const sockaddr* peer, socklen_t peer_len, int listener,
+                  int32_t ip_slot) {
   auto* c = new ClientConn();
   c->fd = fd;
+  c->ip_slot = ip_slot;
+  c->ip_table = ip_slot >= 0 ? w->view()->listeners[listener].clients : nullptr;
   c->worker = w;
   c->view = w->view();
   w->retainView(c->view);
@@ -1559,7 +1601,9 @@ void acceptClient(Worker* w, int fd, const sockaddr* peer, socklen_t peer_len, i
     }
   }
   setClientRead(c, true);
-  // A new connection must send its first request within the request-header timeout.
+  // A new connection must send its whole first request head within the request-header
+  // timeout, counted from the accept (a slowloris cannot restart it with its first byte).
+  c->head_started = w->now();
   setDeadline(c, w->now() + listenerCfg(c).timeouts.request_header);
 }
 
@@ -1584,6 +1628,8 @@ void closeClient(ClientConn* c) {
     return;
   }
   listenerStats(c)->cx_active.dec();
+  if (c->ip_table != nullptr) c->ip_table->releaseConnection(c->ip_slot);
+  c->ip_table = nullptr;
   event_del(&c->rev);
   event_del(&c->wev);
   if (c->ssl != nullptr) {

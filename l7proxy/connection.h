@@ -28,6 +28,7 @@ struct PoolView;
 struct MemberSlot;
 struct ClientConn;
 struct H2Session;
+class ClientTable;
 
 inline constexpr int kMaxAttempts = 6;
 
@@ -73,6 +74,7 @@ struct Exchange {
   uint64_t resp_remaining = 0;
   uint32_t resp_fwd = 0;  // framed response bytes in up->in not yet written
   uint16_t status = 0;
+  uint32_t retry_after_s = 0;  // a 429 local reply's Retry-After
   BodyKind req_body = BodyKind::kNone;
   BodyKind resp_body = BodyKind::kNone;
   Method method = Method::kGet;
@@ -138,7 +140,10 @@ struct ClientConn {
   uint8_t ip_len = 0;
   MonoTime deadline{};      // when the current phase times out
   MonoTime timer_at{};      // when the armed timer fires (lazy re-arming)
-  MonoTime head_started{};  // first byte of the current head
+  MonoTime head_started{};  // first byte of the current head (the first: accept time)
+  MonoTime send_since{};    // write pending: when it last made progress (timeouts.send)
+  int32_t ip_slot = -1;     // slot in the listener's ClientTable (per-IP limits), -1 none
+  ClientTable* ip_table = nullptr;
   Exchange ex;
   char ip[46] = {};              // client address as text, for X-Forwarded-For
   SSL* ssl = nullptr;            // TLS connection (null: cleartext)
@@ -154,8 +159,10 @@ struct ClientConn {
   event timer;
 };
 
-// Accepts a new client socket on worker `w` for listener index `listener`.
-void acceptClient(Worker* w, int fd, const sockaddr* peer, socklen_t peer_len, int listener);
+// Accepts a new client socket on worker `w` for listener index `listener`. `ip_slot`: the
+// client's slot in the listener's ClientTable holding one connection count, or -1.
+void acceptClient(Worker* w, int fd, const sockaddr* peer, socklen_t peer_len, int listener,
+                  int32_t ip_slot);
 // Closes a client connection now (drain, shutdown).
 void closeClient(ClientConn* c);
 // True when the connection has no request in progress and no buffered bytes.

@@ -647,11 +647,21 @@ void h2SubmitLocalReply(ClientConn* s, uint16_t status) {
        reinterpret_cast<uint8_t*>(const_cast<char*>("text/plain")), 12, 10, NGHTTP2_NV_FLAG_NONE},
       {reinterpret_cast<uint8_t*>(const_cast<char*>("content-length")),
        reinterpret_cast<uint8_t*>(len), 14, static_cast<size_t>(len_n), NGHTTP2_NV_FLAG_NONE},
+      {reinterpret_cast<uint8_t*>(const_cast<char*>("retry-after")), nullptr, 11, 0,
+       NGHTTP2_NV_FLAG_NONE},
   };
+  char retry[16];
+  size_t nv_count = 3;
+  if (s->ex.retry_after_s > 0) {  // 429: when the client may try again
+    int n = std::snprintf(retry, sizeof(retry), "%u", s->ex.retry_after_s);
+    nva[3].value = reinterpret_cast<uint8_t*>(retry);
+    nva[3].valuelen = static_cast<size_t>(n);
+    nv_count = 4;
+  }
   nghttp2_data_provider prd;
   prd.source.ptr = s;
   prd.read_callback = readBody;
-  if (nghttp2_submit_response(h->ng, st.id, nva, 3, &prd) != 0) {
+  if (nghttp2_submit_response(h->ng, st.id, nva, nv_count, &prd) != 0) {
     closeClient(s);
     return;
   }

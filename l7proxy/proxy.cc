@@ -29,6 +29,8 @@ const char* localReplyName(LocalReply r) {
       return "upstream_timeout";
     case LocalReply::kVersionNotSupported:
       return "version_not_supported";
+    case LocalReply::kTooManyRequests:
+      return "too_many_requests";
     case LocalReply::kCount:
       break;
   }
@@ -36,8 +38,30 @@ const char* localReplyName(LocalReply r) {
 }
 
 uint16_t localReplyStatus(LocalReply r) {
-  static constexpr uint16_t kStatus[] = {400, 404, 408, 413, 414, 431, 501, 502, 503, 504, 505};
+  static constexpr uint16_t kStatus[] = {400, 404, 408, 413, 414, 431,
+                                                 501, 502, 503, 504, 505, 429};
+  static_assert(sizeof(kStatus) / sizeof(kStatus[0]) == static_cast<size_t>(LocalReply::kCount));
   return kStatus[static_cast<int>(r)];
+}
+
+const char* limitReasonName(LimitReason r) {
+  switch (r) {
+    case LimitReason::kMaxConnections:
+      return "max_connections";
+    case LimitReason::kMaxConnectionsPerIp:
+      return "max_connections_per_ip";
+    case LimitReason::kRequestRate:
+      return "request_rate";
+    case LimitReason::kRequestHeaderTimeout:
+      return "request_header_timeout";
+    case LimitReason::kSendTimeout:
+      return "send_timeout";
+    case LimitReason::kIpTableFull:
+      return "ip_table_full";
+    case LimitReason::kCount:
+      break;
+  }
+  return "unknown";
 }
 
 Proxy::Proxy(int workers) {

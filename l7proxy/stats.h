@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "l7proxy/client_table.h"
 #include "l7proxy/counters.h"
 
 namespace scalegate::l7proxy {
@@ -46,6 +47,8 @@ struct alignas(64) ListenerWorkerStats {
   Counter h2_resets_received;      // RST_STREAM from clients
   Counter h2_goaways_sent;         // GOAWAY frames sent (drain, errors, flood defences)
   Counter h2_protocol_errors;      // sessions ended for a protocol violation or flood
+  Counter limited[static_cast<int>(LimitReason::kCount)];  // abuse limits (config ClientLimits)
+  Counter access_denied;  // connections closed at accept by listeners[].access
 };
 
 struct alignas(64) PoolWorkerStats {
@@ -91,6 +94,22 @@ struct StatsBlock {
 // Named types (not aliases) so config/snapshot.h can forward-declare them.
 struct ListenerStats : StatsBlock<ListenerWorkerStats> {
   using StatsBlock::StatsBlock;
+  // Open connections of the listener on all workers (max_connections). Any thread.
+  uint64_t openConnections() const {
+    return sum([](const ListenerWorkerStats& s) -> const Counter& { return s.cx_active; });
+  }
+  // The per-client-IP table, made by control when the listener first has per-IP limits and
+  // kept for the block's life (connections release the slots they hold). Any thread reads.
+  ClientTable* clients() const { return clients_.load(std::memory_order_acquire); }
+  void ensureClients() {  // control thread
+    if (clients_owner_ != nullptr) return;
+    clients_owner_ = std::make_unique<ClientTable>();
+    clients_.store(clients_owner_.get(), std::memory_order_release);
+  }
+
+ private:
+  std::unique_ptr<ClientTable> clients_owner_;
+  std::atomic<ClientTable*> clients_{nullptr};
 };
 struct PoolStats : StatsBlock<PoolWorkerStats> {
   using StatsBlock::StatsBlock;

@@ -47,6 +47,7 @@ struct TcpConn {
   TcpRelay* relay = nullptr;
   Worker* worker = nullptr;
   int cfd = -1;
+  int32_t ip_slot = -1;  // in ls_owner's ClientTable (per-IP connection count), -1 none
   int ufd = -1;
   TcpState state = TcpState::kConnecting;
   bool splice = true;
@@ -239,6 +240,9 @@ void finish(TcpConn* c, bool reset_client, bool reset_member) {
   releaseFlow(c, c->up);
   releaseFlow(c, c->down);
   releaseView(c);
+  if (c->ip_slot >= 0 && c->ls_owner != nullptr && c->ls_owner->clients() != nullptr) {
+    c->ls_owner->clients()->releaseConnection(c->ip_slot);
+  }
   c->ls->cx_active.dec();
   c->ps->cx_active.dec();
   w->mutableCounters().downstream_cx_active.dec();
@@ -639,10 +643,11 @@ void TcpRelay::unlinkConn(TcpConn* c) {
 }
 
 void TcpRelay::accept(int fd, const sockaddr* peer, socklen_t peer_len, SnapshotView* v,
-                      const ListenerView& lv) {
+                      const ListenerView& lv, int32_t ip_slot) {
   Worker* w = worker_;
   PoolView* p = lv.pool;
   if (p == nullptr) {  // validation prevents this
+    if (ip_slot >= 0) lv.clients->releaseConnection(ip_slot);
     ::close(fd);
     return;
   }
@@ -652,6 +657,7 @@ void TcpRelay::accept(int fd, const sockaddr* peer, socklen_t peer_len, Snapshot
   c->cfd = fd;
   c->listener_key = lv.stats_owner.get();
   c->ls_owner = lv.stats_owner;
+  c->ip_slot = ip_slot;
   c->ls = lv.stats;
   c->ps_owner = p->state->stats;
   c->ps = p->stats;

@@ -78,9 +78,10 @@ class TcpRelay {
   TcpRelay& operator=(const TcpRelay&) = delete;
 
   // Takes over client socket `fd` accepted on tcp listener `lv` of view `v` (the worker's
-  // current view) and starts connecting to a member.
+  // current view) and starts connecting to a member. `ip_slot`: the client's slot in the
+  // listener's ClientTable holding one connection count (released at the end), or -1.
   void accept(int fd, const sockaddr* peer, socklen_t peer_len, SnapshotView* v,
-              const ListenerView& lv);
+              const ListenerView& lv, int32_t ip_slot);
   // The worker is about to switch to view `v`: least_request counts, member drains and removed
   // listeners or members take effect for open connections. Called before the old view goes.
   void adopt(SnapshotView* v);

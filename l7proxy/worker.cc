@@ -117,6 +117,7 @@ void Worker::onSweep(evutil_socket_t, short, void* arg) {
   auto* w = static_cast<Worker*>(arg);
   w->refreshNow();
   w->sweepIdleUpstreams();
+  w->sweepSlowReaders();
 }
 
 void Worker::onAccept(evutil_socket_t fd, short, void* arg) {
@@ -140,12 +141,49 @@ void Worker::onAccept(evutil_socket_t fd, short, void* arg) {
       continue;
     }
     const ListenerView& lv = w->view_->listeners[slot->listener_index];
+    const auto* sa = reinterpret_cast<const sockaddr*>(&peer);
+    int32_t ip_slot = -1;
+    if (!w->admitConnection(lv, sa, &ip_slot)) {
+      // Accept and close with nothing sent, as HAProxy's `tcp-request connection reject` and
+      // Envoy's listener connection limit do: the client sees a FIN (a reset under load),
+      // never a slow queue in our backlog.
+      ::close(cfd);
+      continue;
+    }
     if (lv.cfg->protocol == config::ListenerProtocol::kTcp) {
-      w->tcp_->accept(cfd, reinterpret_cast<sockaddr*>(&peer), len, w->view_, lv);
+      w->tcp_->accept(cfd, sa, len, w->view_, lv, ip_slot);
     } else {
-      acceptClient(w, cfd, reinterpret_cast<sockaddr*>(&peer), len, slot->listener_index);
+      acceptClient(w, cfd, sa, len, slot->listener_index, ip_slot);
     }
   }
+}
+
+bool Worker::admitConnection(const ListenerView& lv, const sockaddr* peer, int32_t* ip_slot) {
+  *ip_slot = -1;
+  const config::Listener& l = *lv.cfg;
+  if (l.access.enabled() && !l.access.admits(peer)) {
+    lv.stats->access_denied.inc();
+    return false;
+  }
+  const config::ClientLimits& lim = l.client_limits;
+  // Workers read each other's open counts: a race can let one connection per worker past.
+  if (lim.max_connections > 0 && lv.block != nullptr &&
+      lv.block->openConnections() >= lim.max_connections) {
+    lv.stats->limited[static_cast<int>(LimitReason::kMaxConnections)].inc();
+    return false;
+  }
+  if (!lim.perIp() || lv.clients == nullptr) return true;
+  int32_t i = lv.clients->find(lv.clients->keyOf(peer), now_.time_since_epoch().count());
+  if (i < 0) {
+    lv.stats->limited[static_cast<int>(LimitReason::kIpTableFull)].inc();
+    return true;
+  }
+  if (!lv.clients->acquireConnection(i, lim.max_connections_per_ip)) {
+    lv.stats->limited[static_cast<int>(LimitReason::kMaxConnectionsPerIp)].inc();
+    return false;
+  }
+  *ip_slot = i;
+  return true;
 }
 
 void Worker::addClient(ClientConn* c) {
@@ -242,6 +280,8 @@ void Worker::adoptLatest() {
     if (li < s->listener_tls.size()) lv.tls = s->listener_tls[li].get();
     ListenerStats* block = li < s->listener_stats.size() ? s->listener_stats[li].get() : nullptr;
     lv.stats = block != nullptr ? &block->per_worker[id_] : sink_listener_.get();
+    lv.block = block;
+    lv.clients = block != nullptr ? block->clients() : nullptr;
     if (l.protocol == config::ListenerProtocol::kTcp) {
       int pi = s->poolIndex(l.pool);
       if (pi < 0) continue;  // validation prevents this
@@ -305,6 +345,22 @@ void Worker::sweepIdleUpstreams() {
     }
   }
   for (UpstreamConn* u : expired) closeIdleUpstream(u);
+}
+
+void Worker::sweepSlowReaders() {
+  std::vector<ClientConn*>& slow = scratch_clients_;
+  slow.clear();
+  for (ClientConn* c = clients_; c != nullptr; c = c->next) {
+    if (!c->write_armed || c->view == nullptr) continue;
+    const ListenerView& lv = c->view->listeners[c->listener];
+    if (now_ - c->send_since >= lv.cfg->timeouts.send) slow.push_back(c);
+  }
+  for (ClientConn* c : slow) {
+    if (c->view == nullptr) continue;
+    c->view->listeners[c->listener].stats->limited[static_cast<int>(LimitReason::kSendTimeout)]
+        .inc();
+    closeClient(c);
+  }
 }
 
 void Worker::beginDrain() {

@@ -33,6 +33,7 @@ namespace scalegate::l7proxy {
 
 class SnapshotChannel;
 class Worker;
+class ClientTable;
 struct ClientConn;
 struct UpstreamConn;
 struct SnapshotView;
@@ -70,6 +71,8 @@ struct ListenerView {
   const config::Listener* cfg = nullptr;
   const TlsServerContext* tls = nullptr;  // TLS listener: held by the snapshot
   ListenerWorkerStats* stats = nullptr;   // this worker's slot
+  ListenerStats* block = nullptr;         // all workers' slots (max_connections); may be null
+  ClientTable* clients = nullptr;         // per-IP limits (held by `block`); may be null
   std::vector<RouteView> routes;
   ParseLimits limits;
   // tcp listeners (l7proxy/tcp_relay.h): the one pool, and the stats block their connections
@@ -126,6 +129,12 @@ class Worker {
   void releaseView(SnapshotView* v);
   void retainView(SnapshotView* v) { ++v->refs; }
   void clientClosed(ClientConn* c);
+  // Access list and connection limits of a new connection from `peer` (counted when refused).
+  // True: keep it; *ip_slot is then the client's slot in lv.clients holding one connection
+  // count, or -1 when the client is not tracked.
+  bool admitConnection(const ListenerView& lv, const sockaddr* peer, int32_t* ip_slot);
+  // timeouts.send: closes connections whose pending response made no progress (1 s sweep).
+  void sweepSlowReaders();
   // Connections are freed at the end of the loop pass, so a callback that closed one can
   // still look at it (fd == -1) on its way out.
   void deferDelete(ClientConn* c) { dead_clients_.push_back(c); }
@@ -171,6 +180,7 @@ class Worker {
   MonoTime drain_deadline_{};
   uint64_t request_seq_ = 0;
   std::vector<ClientConn*> dead_clients_;
+  std::vector<ClientConn*> scratch_clients_;  // sweepSlowReaders
   std::vector<UpstreamConn*> dead_upstreams_;
   std::unique_ptr<RequestHead> request_head_;
   std::unique_ptr<ResponseHead> response_head_;

@@ -106,6 +106,11 @@ bool preflight(const Options& o) {
     return false;
   }
   int err = 0;
+  if (o.source_len > 0 && bind(fd, reinterpret_cast<const sockaddr*>(&o.source), o.source_len) != 0) {
+    std::fprintf(stderr, "sgload: bind --source: %s\n", std::strerror(errno));
+    close(fd);
+    return false;
+  }
   if (connect(fd, reinterpret_cast<const sockaddr*>(&o.addr), o.addr_len) != 0) {
     err = errno;
     if (err == EINPROGRESS) {

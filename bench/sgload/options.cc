@@ -1,5 +1,6 @@
 #include "bench/sgload/options.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 
 #include <CLI/CLI.hpp>
@@ -152,6 +153,8 @@ std::optional<Options> parseOptions(int argc, char** argv, int* exit_code) {
   app.add_option("--paths-file", paths_file, "one path per line");
   app.add_option("--timeout", timeout, "per request (default 10s)");
   app.add_flag("--insecure", o.insecure, "do not verify TLS certificates");
+  std::string source;
+  app.add_option("--source", source, "local IP address to connect from (e.g. 127.0.0.2)");
   app.add_flag("--json", o.json, "summary as JSON on stdout");
   app.add_option("--csv", o.csv_path, "per-second time series to FILE");
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
@@ -238,6 +241,23 @@ std::optional<Options> parseOptions(int argc, char** argv, int* exit_code) {
   std::memcpy(&o.addr, res->ai_addr, res->ai_addrlen);
   o.addr_len = res->ai_addrlen;
   freeaddrinfo(res);
+  if (!source.empty()) {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&o.source);
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&o.source);
+    if (o.addr.ss_family == AF_INET && inet_pton(AF_INET, source.c_str(), &s4->sin_addr) == 1) {
+      s4->sin_family = AF_INET;
+      o.source_len = sizeof(sockaddr_in);
+    } else if (o.addr.ss_family == AF_INET6 &&
+               inet_pton(AF_INET6, source.c_str(), &s6->sin6_addr) == 1) {
+      s6->sin6_family = AF_INET6;
+      o.source_len = sizeof(sockaddr_in6);
+    } else {
+      std::fprintf(stderr, "sgload: --source: %s is not an address of the target's family\n",
+                   source.c_str());
+      *exit_code = 2;
+      return std::nullopt;
+    }
+  }
   return o;
 }
 

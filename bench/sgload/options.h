@@ -26,6 +26,10 @@ struct Options {
   std::string authority;  // Host header / :authority ("host" or "host:port")
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
+  // --source: the local address every connection binds to before connecting (port 0);
+  // source_len 0 = the kernel's choice. Lets one machine stand for several client IPs.
+  sockaddr_storage source{};
+  socklen_t source_len = 0;
 
   int connections = 10;
   int threads = 1;

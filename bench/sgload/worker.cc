@@ -406,6 +406,11 @@ void Worker::startConnect(Connection* c) {
   }
   const int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (opt_.source_len > 0) {
+    // Many short connections from one source IP: let ports in TIME_WAIT be reused.
+    setsockopt(c->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    bind(c->fd, reinterpret_cast<const sockaddr*>(&opt_.source), opt_.source_len);
+  }
   c->state = Connection::State::kConnecting;
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT;

@@ -657,8 +657,10 @@ class ConnectionClosed(AssertionError):
 class Client:
     """One client connection. Bytes in, responses out; remembers whether the server closed."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=IO_TIMEOUT):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=IO_TIMEOUT, source=None):
+        # `source`: the local address to connect from (127.x.y.z stands for a client IP).
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.buf = b""
