@@ -9,6 +9,7 @@
       opens connections as fast as it can and holds up to --conns of them, each after sending
       one complete request, never reading the response; reconnects when the server closes one.
 
+A connection the server closes is replaced after --reconnect-delay seconds (default 1).
 Prints one JSON line: {"mode", "opened", "closed_by_server", "connect_errors", "max_open"}.
 Every connection binds to --source, so the server sees that address as the client IP.
 """
@@ -31,10 +32,13 @@ def main():
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--interval", type=float, default=1.0, help="slowloris: seconds per line")
     ap.add_argument("--max-opens", type=int, default=200000, help="bound on connections made")
+    ap.add_argument("--reconnect-delay", type=float, default=1.0,
+                    help="seconds before a connection the server closed is replaced")
     a = ap.parse_args()
 
     sel = selectors.DefaultSelector()
     conns = {}  # fd -> [sock, next_send_time, lines_sent]
+    pending = []  # times at which closed connections may be replaced
     stats = {"mode": a.mode, "opened": 0, "closed_by_server": 0, "connect_errors": 0,
              "max_open": 0}
     end = time.monotonic() + a.duration
@@ -64,11 +68,15 @@ def main():
         s.close()
         if by_server:
             stats["closed_by_server"] += 1
+            pending.append(time.monotonic() + a.reconnect_delay)
 
     while time.monotonic() < end:
-        # Top up (bounded per pass so reads are not starved).
+        # Top up (bounded per pass so reads are not starved); a slot whose connection the
+        # server closed waits --reconnect-delay first, as a bot holding N connections does.
+        now = time.monotonic()
+        pending[:] = [t for t in pending if t > now]
         for _ in range(64):
-            if len(conns) >= a.conns or stats["opened"] >= a.max_opens:
+            if len(conns) + len(pending) >= a.conns or stats["opened"] >= a.max_opens:
                 break
             if not open_one():
                 break
