@@ -852,9 +852,9 @@ void Loader::loadLimits(const Entry& e, bool http, HttpLimits* out, ClientLimits
   }
   if (!http) {
     const std::string why = "by protocol tcp listeners (they see connections, not requests)";
-    for (const char* key : {"max_request_header_bytes", "max_headers", "max_uri_bytes",
-                            "max_request_body_bytes", "requests_per_second_per_ip",
-                            "request_burst_per_ip"}) {
+    for (const char* key :
+         {"max_request_header_bytes", "max_headers", "max_uri_bytes", "max_request_body_bytes",
+          "requests_per_second_per_ip", "request_burst_per_ip"}) {
       notUsed(f, key, why);
     }
     return;

@@ -60,10 +60,10 @@ struct HttpTimeouts {
 // Envoy's listener connection limit). Per-IP state is one fixed-size table per listener shared
 // by the workers through atomics (l7proxy/client_table.h).
 struct ClientLimits {
-  uint32_t max_connections = 100000;       // open at once on this listener; 0 = unlimited
-  uint32_t max_connections_per_ip = 0;     // open at once from one client IP; 0 = unlimited
-  uint32_t requests_per_second_per_ip = 0; // http: token bucket rate; 0 = off; over it: 429
-  uint32_t request_burst_per_ip = 0;       // bucket size; 0 = same as the rate (1 s worth)
+  uint32_t max_connections = 100000;        // open at once on this listener; 0 = unlimited
+  uint32_t max_connections_per_ip = 0;      // open at once from one client IP; 0 = unlimited
+  uint32_t requests_per_second_per_ip = 0;  // http: token bucket rate; 0 = off; over it: 429
+  uint32_t request_burst_per_ip = 0;        // bucket size; 0 = same as the rate (1 s worth)
   bool perIp() const { return max_connections_per_ip > 0 || requests_per_second_per_ip > 0; }
 };
 

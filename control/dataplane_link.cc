@@ -165,9 +165,9 @@ void DataplaneLink::appendMetrics(std::vector<MetricFamily>& out) const {
                    MetricType::Counter);
   auto vf =
       family("scalegate_dataplane_vip_flows_total", "Flows to an l4 VIP.", MetricType::Counter);
-  auto vd = family("scalegate_dataplane_vip_access_denied_total",
-                   "Packets to an l4 VIP dropped by its listener's access list.",
-                   MetricType::Counter);
+  auto vd =
+      family("scalegate_dataplane_vip_access_denied_total",
+             "Packets to an l4 VIP dropped by its listener's access list.", MetricType::Counter);
   for (uint32_t id = 0; id < dataplane::kMaxVips; ++id) {
     const std::string& name = builder_.vipName(static_cast<uint8_t>(id));
     if (name.empty()) continue;
@@ -202,8 +202,8 @@ void DataplaneLink::appendMetrics(std::vector<MetricFamily>& out) const {
     add(mb, {{"pool", name->pool}, {"member", name->member}}, b);
     add(mf, {{"pool", name->pool}, {"member", name->member}}, f);
   }
-  for (auto* f : {&pkts, &port_drops, &drops, &replies, &redirected, &vp, &vb, &vf, &vd, &mp, &mb, &mf,
-                  &entries, &capacity, &evictions, &created}) {
+  for (auto* f : {&pkts, &port_drops, &drops, &replies, &redirected, &vp, &vb, &vf, &vd, &mp, &mb,
+                  &mf, &entries, &capacity, &evictions, &created}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
 }

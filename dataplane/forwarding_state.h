@@ -33,11 +33,11 @@ struct Backend {
 };
 
 struct Vip {
-  uint32_t ip = 0;    // network order
-  uint16_t port = 0;  // network order
-  uint8_t proto = 0;  // kProtoTcp / kProtoUdp
-  uint8_t id = 0;     // stable id (stats, flow entries)
-  bool dsr = false;   // false: nat
+  uint32_t ip = 0;           // network order
+  uint16_t port = 0;         // network order
+  uint8_t proto = 0;         // kProtoTcp / kProtoUdp
+  uint8_t id = 0;            // stable id (stats, flow entries)
+  bool dsr = false;          // false: nat
   uint16_t access = 0xffff;  // index into ForwardingState::access; 0xffff: open to everyone
   uint32_t pool = 0;         // index into ForwardingState::pools
 };

@@ -89,7 +89,7 @@ struct alignas(64) LcoreStats {
   Counter vip_packets[kMaxVips];
   Counter vip_bytes[kMaxVips];
   Counter vip_flows[kMaxVips];
-  Counter vip_access_denied[kMaxVips];  // packets dropped by the VIP's access list
+  Counter vip_access_denied[kMaxVips];    // packets dropped by the VIP's access list
   Counter backend_packets[kMaxBackends];  // both directions
   Counter backend_bytes[kMaxBackends];
   Counter backend_flows[kMaxBackends];

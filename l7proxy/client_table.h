@@ -47,9 +47,7 @@ class ClientTable {
   // Counts one more open connection in slot i unless `limit` (> 0) are open already.
   bool acquireConnection(int32_t i, uint32_t limit);
   void releaseConnection(int32_t i);
-  uint32_t connections(int32_t i) const {
-    return slots_[i].conns.load(std::memory_order_relaxed);
-  }
+  uint32_t connections(int32_t i) const { return slots_[i].conns.load(std::memory_order_relaxed); }
   // Token bucket as GCRA: `burst` requests at once, refilled at one per `interval_ns`. True
   // when admitted; false sets *wait_ns to the time until the next request would be.
   bool admitRequest(int32_t i, int64_t now_ns, int64_t interval_ns, uint32_t burst,

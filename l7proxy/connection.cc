@@ -463,8 +463,8 @@ void localReply(ClientConn* c, LocalReply why, bool keep_open) {
   int n = std::snprintf(buf, sizeof(buf),
                         "HTTP/1.1 %u %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
                         "%s%s\r\n%s\n",
-                        status, reason, body_len, retry,
-                        keep_open ? "" : "connection: close\r\n", reason);
+                        status, reason, body_len, retry, keep_open ? "" : "connection: close\r\n",
+                        reason);
   if (c->out != nullptr) c->out->start = c->out->end = 0;  // drop a half-built head
   appendOut(c, buf, static_cast<size_t>(n));
   if (!keep_open) {
@@ -827,7 +827,8 @@ bool admitRequestRate(ClientConn* c, const config::Listener& l) {
                                     interval, burst, &wait_ns)) {
     return true;
   }
-  c->ex.retry_after_s = static_cast<uint32_t>(std::max<int64_t>(1, (wait_ns + 999999999) / 1000000000));
+  c->ex.retry_after_s =
+      static_cast<uint32_t>(std::max<int64_t>(1, (wait_ns + 999999999) / 1000000000));
   return false;
 }
 

@@ -42,12 +42,12 @@ enum class LocalReply : uint8_t {
 // Why a listener's abuse limits (config::ClientLimits, timeouts) refused or ended something;
 // scalegate_listener_limited_total{listener,reason}.
 enum class LimitReason : uint8_t {
-  kMaxConnections,       // accepted and closed: the listener had max_connections open
-  kMaxConnectionsPerIp,  // accepted and closed: the client IP had max_connections_per_ip open
-  kRequestRate,          // answered 429: the client IP's request bucket was empty
-  kRequestHeaderTimeout, // closed: no whole request head within timeouts.request_header
-  kSendTimeout,          // closed: the client took no response byte for timeouts.send
-  kIpTableFull,          // not tracked: no room for the client in the per-IP table (admitted)
+  kMaxConnections,        // accepted and closed: the listener had max_connections open
+  kMaxConnectionsPerIp,   // accepted and closed: the client IP had max_connections_per_ip open
+  kRequestRate,           // answered 429: the client IP's request bucket was empty
+  kRequestHeaderTimeout,  // closed: no whole request head within timeouts.request_header
+  kSendTimeout,           // closed: the client took no response byte for timeouts.send
+  kIpTableFull,           // not tracked: no room for the client in the per-IP table (admitted)
   kCount
 };
 

@@ -39,7 +39,7 @@ const char* localReplyName(LocalReply r) {
 
 uint16_t localReplyStatus(LocalReply r) {
   static constexpr uint16_t kStatus[] = {400, 404, 408, 413, 414, 431,
-                                                 501, 502, 503, 504, 505, 429};
+                                         501, 502, 503, 504, 505, 429};
   static_assert(sizeof(kStatus) / sizeof(kStatus[0]) == static_cast<size_t>(LocalReply::kCount));
   return kStatus[static_cast<int>(r)];
 }

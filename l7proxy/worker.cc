@@ -357,7 +357,8 @@ void Worker::sweepSlowReaders() {
   }
   for (ClientConn* c : slow) {
     if (c->view == nullptr) continue;
-    c->view->listeners[c->listener].stats->limited[static_cast<int>(LimitReason::kSendTimeout)]
+    c->view->listeners[c->listener]
+        .stats->limited[static_cast<int>(LimitReason::kSendTimeout)]
         .inc();
     closeClient(c);
   }

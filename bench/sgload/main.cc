@@ -106,7 +106,8 @@ bool preflight(const Options& o) {
     return false;
   }
   int err = 0;
-  if (o.source_len > 0 && bind(fd, reinterpret_cast<const sockaddr*>(&o.source), o.source_len) != 0) {
+  if (o.source_len > 0 &&
+      bind(fd, reinterpret_cast<const sockaddr*>(&o.source), o.source_len) != 0) {
     std::fprintf(stderr, "sgload: bind --source: %s\n", std::strerror(errno));
     close(fd);
     return false;

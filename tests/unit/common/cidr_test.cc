@@ -45,8 +45,7 @@ TEST(Cidr, ParsesAndFormats) {
 
 TEST(Cidr, RejectsJunk) {
   for (const char* bad : {"", "10.0.0.0/", "10.0.0.0/33", "10.0.0.1/8", "10.0.0/8", "::/129",
-                          "2001:db8::1/32", "host/8", "10.0.0.0/-1", "10.0.0.0/8x",
-                          "1.2.3.4:80"}) {
+                          "2001:db8::1/32", "host/8", "10.0.0.0/-1", "10.0.0.0/8x", "1.2.3.4:80"}) {
     EXPECT_FALSE(parseCidr(bad).isOk()) << bad;
   }
 }

@@ -571,8 +571,8 @@ pools: { web: {} }
   EXPECT_TRUE(hasErrorLike(r, 5, "listeners[0].limits.request_burst_per_ip",
                            "needs requests_per_second_per_ip"));
   EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].timeouts.send", "must be greater than 0"));
-  EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].access.allow[0]",
-                           "bad CIDR \"10.0.0.1/8\": host bits set"));
+  EXPECT_TRUE(
+      hasErrorLike(r, 7, "listeners[0].access.allow[0]", "bad CIDR \"10.0.0.1/8\": host bits set"));
   EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].access.allow[1]", "IPv6 prefix length above 128"));
   EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].access.allow[2]", "expected an IPv4 or IPv6"));
   EXPECT_TRUE(hasErrorLike(r, 7, "listeners[0].access.block", "unknown key"));

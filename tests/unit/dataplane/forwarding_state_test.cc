@@ -3,9 +3,9 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <memory>
 #include <set>
-#include <cstring>
 #include <string>
 
 #include "dataplane/packet.h"

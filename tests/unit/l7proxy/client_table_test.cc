@@ -95,7 +95,7 @@ TEST(ClientTable, StaysBoundedUnderAFloodOfAddresses) {
     (void)t.admitRequest(i, now, interval, 1, &wait);
   }
   EXPECT_LE(used.size(), 64u);  // never more state than the table holds
-  EXPECT_EQ(tracked, 10000);     // no open connections: depleted buckets are evicted
+  EXPECT_EQ(tracked, 10000);    // no open connections: depleted buckets are evicted
 }
 
 TEST(ClientTable, ClientsWithOpenConnectionsAreNeverEvicted) {
