@@ -863,8 +863,8 @@ void Loader::loadLimits(const Entry& e, bool http, HttpLimits* out, ClientLimits
     readUint32(*x, 0, kMaxRequestRate, &client->requests_per_second_per_ip);
   }
   if (const Entry* x = f.get("request_burst_per_ip")) {
-    if (readUint32(*x, 1, kMaxRequestRate, &client->request_burst_per_ip) &&
-        client->requests_per_second_per_ip == 0) {
+    if (readUint32(*x, 0, kMaxRequestRate, &client->request_burst_per_ip) &&
+        client->request_burst_per_ip > 0 && client->requests_per_second_per_ip == 0) {
       error(*x, "request_burst_per_ip needs requests_per_second_per_ip (the refill rate)");
     }
   }
