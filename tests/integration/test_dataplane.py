@@ -30,6 +30,7 @@ from harness import BIN_DIR, SCALEGATE, SGBACKEND, wait_until
 
 VIP = "10.77.9.10"
 LOCAL = "10.77.0.2"
+DENIED = "10.77.1.3"  # a second client address, refused by the VIP's access list
 GW_MAC = "02:77:00:00:00:01"
 MEMBERS = ["m1", "m2", "m3"]
 
@@ -221,7 +222,11 @@ pools:{pools}
 class DataplaneEndToEndTest(DataplaneTopology):
     def test_vip_spreads_and_failover_moves_only_the_failed_members_flows(self):
         self.start_members()
-        self.start_scalegate()
+        # A second client address that the VIP's access list refuses.
+        self.ns(self.client, "ip", "addr", "add", DENIED + "/24", "dev", "c0")
+        self.start_scalegate(listeners=f"""
+  - {{ name: vip, protocol: l4, vip: "{VIP}:80/tcp", pool: web, mode: nat,
+      access: {{ deny: [ {DENIED}/32 ] }} }}""")
         for m in MEMBERS:
             self.wait_health(m, True)
 
@@ -280,6 +285,17 @@ class DataplaneEndToEndTest(DataplaneTopology):
         self.assertGreater(self.metric(text, "scalegate_dataplane_vip_packets_total",
                                        listener="vip"), 0)
         self.assertGreater(self.metric(text, "scalegate_dataplane_replies_total", type="arp"), 0)
+        # The same client namespace from the denied address: dropped before any flow exists.
+        self.assertEqual(self.metric(text, "scalegate_dataplane_vip_access_denied_total",
+                                     listener="vip"), 0)
+        out = self.ns(self.client, "curl", "-s", "-m", "1", "--interface", DENIED, "-o",
+                      "/dev/null", "-w", "%{http_code}", "http://%s/" % VIP, check=False)
+        self.assertEqual(out.strip(), "000", out)
+        text = self.metrics()
+        self.assertGreater(self.metric(text, "scalegate_dataplane_vip_access_denied_total",
+                                       listener="vip"), 0)
+        self.assertGreater(self.metric(text, "scalegate_dataplane_drops_total",
+                                       reason="access_denied"), 0)
         self.assertGreater(self.metric(text, "scalegate_dataplane_port_packets_total",
                                        direction="tx"), 0)
 
