@@ -110,8 +110,8 @@ report() {
   local execs=0 rate=0 cov=0 ft=0 status="ok"
   for f in "${logs[@]}"; do
     local e r c x
-    e=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$f" | tail -n 1 | awk '{print $2}')
-    r=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$f" | tail -n 1 | awk '{print $2}')
+    e=$(grep -o 'stat::number_of_executed_units:[[:space:]]*[0-9]*' "$f" | tail -n 1 | awk '{print $2}')
+    r=$(grep -o 'stat::average_exec_per_sec:[[:space:]]*[0-9]*' "$f" | tail -n 1 | awk '{print $2}')
     c=$(grep -o ' cov: [0-9]*' "$f" | tail -n 1 | awk '{print $2}')
     x=$(grep -o ' ft: [0-9]*' "$f" | tail -n 1 | awk '{print $2}')
     execs=$((execs + ${e:-0}))
