@@ -39,7 +39,6 @@ def main(argv):
     opts("ASAN_OPTIONS", "halt_on_error=1:detect_leaks=1", "asan")
     opts("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1", "ubsan")
     opts("TSAN_OPTIONS", "halt_on_error=0:second_deadlock_stack=1", "tsan")
-    opts("LSAN_OPTIONS", "", "lsan")
     rc = subprocess.call(argv[3:], env=env)
     reports = sorted(glob.glob(os.path.join(report_dir, "*")))
     for path in reports:
