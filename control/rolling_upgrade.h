@@ -128,7 +128,6 @@ class RollingUpgrade {
   UpgradeProgress progress_;
   std::vector<std::vector<std::string>> batches_;
   std::vector<std::string> upgraded_;  // ids in finished batches
-  bool drain_requested_ = false;
   bool send_requested_ = false;
   bool terminal_reported_ = true;
   MonoTime phase_started_{};

@@ -169,6 +169,10 @@ Result<WallTime> parseRfc3339(std::string_view text) {
     }
   }
   const int64_t secs = static_cast<int64_t>(timegm(&utc));
+  // WallTime counts nanoseconds in 64 bits (years 1677..2262): beyond that it cannot hold it.
+  constexpr int64_t kMaxSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(WallTime::duration::max()).count() - 1;
+  if (secs > kMaxSeconds || secs < -kMaxSeconds) return bad();
   return WallTime(std::chrono::duration_cast<WallTime::duration>(
       std::chrono::seconds(secs) + std::chrono::nanoseconds(frac_ns)));
 }

@@ -6,6 +6,9 @@ appearing) inside bounded polling loops with deadlines; nothing sleeps to synchr
 Environment:
   SG_BIN_DIR     build directory (binaries at control/scalegate and bench/sgbackend)
   SG_SOURCE_DIR  repository root (config/examples/...)
+  SG_SANITIZED   "1" in sanitizer builds (tests/integration/sanitizer_check.py sets it): the
+                 binaries are several times slower, so waits (never checks) are stretched by
+                 SLOWDOWN
 """
 
 import json
@@ -27,8 +30,10 @@ SGBACKEND = os.path.join(BIN_DIR, "bench", "sgbackend")
 SGFLEET = os.path.join(BIN_DIR, "bench", "sgfleet")
 SGSCALER = os.path.join(BIN_DIR, "bench", "sgscaler")
 
-START_TIMEOUT = 10.0
-IO_TIMEOUT = 10.0
+SANITIZED = os.environ.get("SG_SANITIZED") == "1"
+SLOWDOWN = 3.0 if SANITIZED else 1.0
+START_TIMEOUT = 10.0 * SLOWDOWN
+IO_TIMEOUT = 10.0 * SLOWDOWN
 
 
 class HarnessError(AssertionError):
