@@ -103,7 +103,7 @@ constexpr EnumName<HealthCheckType> kHealthTypes[] = {{"tcp", HealthCheckType::k
                                                       {"http", HealthCheckType::kHttp},
                                                       {"https", HealthCheckType::kHttps}};
 constexpr EnumName<UpstreamProtocol> kUpstreamProtocols[] = {{"http1", UpstreamProtocol::kHttp1},
-                                                           {"h2", UpstreamProtocol::kH2}};
+                                                             {"h2", UpstreamProtocol::kH2}};
 constexpr EnumName<bool> kInitialStates[] = {{"healthy", true}, {"unhealthy", false}};
 constexpr EnumName<MetricStatistic> kStatistics[] = {{"avg", MetricStatistic::kAvg},
                                                      {"min", MetricStatistic::kMin},
@@ -1171,9 +1171,9 @@ void Loader::loadHash(const Entry& e, HashKey* out) {
 }
 
 void Loader::loadUpstream(const Entry& e, UpstreamSettings* out) {
-  Fields f = fieldsOf(e, {"protocol", "h2_max_streams_per_connection",
-                          "h2_max_connections_per_member", "connect_timeout", "idle_timeout",
-                          "max_idle_per_member", "retries", "tls"});
+  Fields f =
+      fieldsOf(e, {"protocol", "h2_max_streams_per_connection", "h2_max_connections_per_member",
+                   "connect_timeout", "idle_timeout", "max_idle_per_member", "retries", "tls"});
   if (const Entry* x = f.get("protocol")) readEnum(*x, kUpstreamProtocols, &out->protocol);
   if (out->protocol == UpstreamProtocol::kH2) {
     if (const Entry* x = f.get("h2_max_streams_per_connection")) {
