@@ -46,6 +46,8 @@ struct H2UpStream {
   UpstreamConn* prev_ready = nullptr;
   int32_t id = 0;           // nghttp2 stream id once submitted
   uint32_t unconsumed = 0;  // DATA payload received, not yet given back as window
+  uint32_t body_sent = 0;   // request-body bytes at the start of client->in already sent but
+                            // kept there until the response starts (replay if refused)
   uint32_t chunk_at = 0;    // open chunk: offset of its size field from in->start
   uint32_t chunk_len = 0;   // open chunk: payload bytes so far
   uint32_t close_code = 0;  // RST_STREAM / GOAWAY error code when closed early

@@ -420,7 +420,26 @@ int onFrameNotSend(nghttp2_session*, const nghttp2_frame* frame, int, void* user
   return 0;
 }
 
-// The data provider: request-body bytes straight from the client's buffer.
+// Drops the request-body bytes already sent from the client's buffer: from now on the request
+// cannot be sent again.
+void commitBody(UpstreamConn* u) {
+  H2UpStream& st = u->h2s;
+  if (st.body_sent == 0) return;
+  ClientConn* c = u->client;
+  c->in->start += st.body_sent;
+  c->ex.req_fwd -= st.body_sent;
+  st.body_sent = 0;
+  st.body_taken = true;
+  // Backpressure, released: the client's buffer has room again.
+  if (c->state == ClientState::kExchange && !c->peer_eof) {
+    if (c->in->room() == 0) c->in->compact();
+    setClientRead(c, c->in->room() > 0);
+  }
+}
+
+// The data provider: request-body bytes straight from the client's buffer. A body that is
+// whole in the buffer stays there until the response starts, so a stream the member refuses
+// (or leaves above its GOAWAY) can be sent again; a longer one leaves as it goes out.
 ssize_t readRequestBody(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
                         nghttp2_data_source* src, void* user) {
   auto* h = static_cast<H2Upstream*>(user);
@@ -430,24 +449,19 @@ ssize_t readRequestBody(nghttp2_session*, int32_t id, uint8_t* buf, size_t lengt
   }
   ClientConn* c = u->client;
   Exchange& ex = c->ex;
-  size_t n = std::min<size_t>(length, ex.req_fwd);
+  H2UpStream& st = u->h2s;
+  size_t n = std::min<size_t>(length, ex.req_fwd - st.body_sent);
   if (n > 0) {
-    std::memcpy(buf, c->in->begin(), n);
-    c->in->start += static_cast<uint32_t>(n);
-    ex.req_fwd -= static_cast<uint32_t>(n);
-    u->h2s.body_taken = true;
+    std::memcpy(buf, c->in->begin() + st.body_sent, n);
+    st.body_sent += static_cast<uint32_t>(n);
+    if (!ex.req_done || st.head_done || c->in->room() == 0) commitBody(u);
   }
-  if (ex.req_done && ex.req_fwd == 0) {
+  if (ex.req_done && ex.req_fwd == st.body_sent) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     ex.req_sent = true;
   } else if (n == 0) {
-    u->h2s.body_deferred = true;
+    st.body_deferred = true;
     return NGHTTP2_ERR_DEFERRED;
-  }
-  // Backpressure, released: the client's buffer has room again.
-  if (c->state == ClientState::kExchange && !c->peer_eof && c->in != nullptr) {
-    if (c->in->room() == 0) c->in->compact();
-    setClientRead(c, c->in->room() > 0);
   }
   return static_cast<ssize_t>(n);
 }
@@ -537,6 +551,7 @@ void processReady(H2Upstream* h) {
       upstreamEof(c, true);
       continue;
     }
+    if (u->h2s.head_done) commitBody(u);  // the member took the request
     if (u->in != nullptr && !u->in->empty()) {
       upstreamInput(c);
       if (c->ex.up != u || u->h2 != h) continue;  // the exchange is over or moved on

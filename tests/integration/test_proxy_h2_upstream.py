@@ -27,7 +27,7 @@ class Nginx:
     one line per request: connection serial, protocol, method, uri, status, body bytes."""
 
     def __init__(self, directory, name, root, cert=None, key=None, tls_port=None,
-                 h1_tls_port=None):
+                 h1_tls_port=None, keepalive_requests=100000):
         self.dir = os.path.join(directory, name)
         os.makedirs(self.dir)
         self.port = free_port()
@@ -65,7 +65,7 @@ http {{
     {tls}
     root {root};
     client_max_body_size 16m;
-    keepalive_requests 100000;
+    keepalive_requests {keepalive_requests};
     location /files/ {{ dav_methods PUT DELETE; create_full_put_path on; }}
     location /slow/ {{ limit_rate 256k; }}
   }}
@@ -266,6 +266,59 @@ pools:
 
 
 class H2UpstreamFailureTest(ProcessTestCase):
+    def test_goaway_from_the_member(self):
+        """nginx ends an HTTP/2 connection with GOAWAY after keepalive_requests streams: the
+        streams it did not take are sent again on a new connection, whatever the method."""
+        d = tempfile.mkdtemp(prefix="sg-h2up-goaway-")
+        self.addCleanup(shutil.rmtree, d, True)
+        root = os.path.join(d, "www")
+        os.makedirs(os.path.join(root, "files"))
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("hello\n")
+        n = Nginx(d, "n", root, keepalive_requests=50).start()
+        self.addCleanup(n.stop)
+        port = free_port()
+        self.start_proxy(f"""
+log: {{ level: info }}
+listeners:
+  - {{ name: web, protocol: http, listen: 127.0.0.1:{port}, routes: [ {{ pool: p }} ] }}
+pools:
+  p:
+    upstream: {{ protocol: h2, retries: 2, h2_max_connections_per_member: 1 }}
+    members: [ {{ id: n, address: 127.0.0.1:{n.port} }} ]
+""")
+        # At most 20 streams in flight, 50 per member connection: a refused stream gets in on
+        # the next connection (the retry budget is 2).
+        p = subprocess.run(["h2load", "-n", "500", "-c", "5", "-m", "4",
+                            "http://127.0.0.1:%d/index.html" % port],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = p.stdout.decode()
+        self.assertIn("500 succeeded", out, out)
+        # Uploads (not idempotent) over connections that keep going away.
+        errors = []
+
+        def upload(i):
+            try:
+                with Client(port, timeout=10) as c:
+                    for j in range(10):
+                        body = (b"%d-%d|" % (i, j)) * 100
+                        method = "POST" if j % 2 else "PUT"
+                        r = c.request(method, "/files/u%d-%d" % (i, j), body=body)
+                        # nginx answers POST to a static path itself (404); PUT stores it.
+                        if r.status not in ((404, 405) if method == "POST" else (201, 204)):
+                            errors.append(r)
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(e)
+        threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(errors, [])
+        conns = {l[0] for l in n.lines()}
+        self.assertGreaterEqual(len(conns), 500 // 50)  # the member really did go away
+
+
     def test_member_killed_mid_stream_then_retry_on_the_other(self):
         d = tempfile.mkdtemp(prefix="sg-h2up-kill-")
         self.addCleanup(shutil.rmtree, d, True)
