@@ -99,6 +99,13 @@ http {{
             return []
 
 
+def established(port):
+    """Established TCP connections to 127.0.0.1:port (as the server side sees them)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "( sport = :%d )" % port],
+                         stdout=subprocess.PIPE, check=True).stdout.decode()
+    return len([l for l in out.splitlines() if l.strip()])
+
+
 def curl(args, timeout=30):
     """curl -s with the status code and HTTP version appended; returns (rc, body, code, ver)."""
     p = subprocess.run(["curl", "-s", "-S", "-o", "-", "-w", "\n@@%{http_code} %{http_version}"]
@@ -318,6 +325,47 @@ pools:
         conns = {l[0] for l in n.lines()}
         self.assertGreaterEqual(len(conns), 500 // 50)  # the member really did go away
 
+
+    def test_reload_removing_the_member_closes_its_connection_after_the_last_stream(self):
+        d = tempfile.mkdtemp(prefix="sg-h2up-reload-")
+        self.addCleanup(shutil.rmtree, d, True)
+        root = os.path.join(d, "www")
+        os.makedirs(os.path.join(root, "slow"))
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("hello\n")
+        blob = os.urandom(384 << 10)  # 1.5 s at nginx's limit_rate of 256k
+        with open(os.path.join(root, "slow", "blob.bin"), "wb") as f:
+            f.write(blob)
+        a = Nginx(d, "a", root).start()
+        self.addCleanup(a.stop)
+        b = Nginx(d, "b", root).start()
+        self.addCleanup(b.stop)
+        port = free_port()
+        config = """
+log: {{ level: info }}
+listeners:
+  - {{ name: web, protocol: http, listen: 127.0.0.1:{port}, routes: [ {{ pool: p }} ] }}
+pools:
+  p:
+    upstream: {{ protocol: h2 }}
+    members: [ {{ id: {id}, address: 127.0.0.1:{member} }} ]
+"""
+        sg = self.start_proxy(config.format(port=port, id="a", member=a.port))
+        c = Client(port, timeout=20)
+        self.addCleanup(c.close)
+        c.send(b"GET /slow/blob.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        wait_until(lambda: established(a.port) == 1, 5, what="a connection to member a")
+        self.assertTrue(sg.reload(config.format(port=port, id="b", member=b.port)))
+        # New requests go to b while the download from a goes on, on a's connection.
+        with Client(port, timeout=10) as k:
+            self.assertEqual(k.request("GET", "/index.html").status, 200)
+        self.assertEqual(len(b.lines()), 1)
+        self.assertEqual(established(a.port), 1)
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, blob)
+        # The stream is over: the connection to the removed member closes.
+        wait_until(lambda: established(a.port) == 0, 5, what="the connection to a to close")
 
     def test_member_killed_mid_stream_then_retry_on_the_other(self):
         d = tempfile.mkdtemp(prefix="sg-h2up-kill-")
