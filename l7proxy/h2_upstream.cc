@@ -663,7 +663,9 @@ void sessionSend(H2Upstream* h) {
   if (!writeOut(h)) return;
   if (h->ready != nullptr) processReady(h);  // streams refused while sending
   if (h->dead) return;
-  if (h->attached == 0 && h->retiring) sessionClose(h);
+  // Retiring, or opened for a member the current view no longer names (a request that
+  // started under an older view), or the worker drains: close once nothing uses it.
+  if (h->attached == 0 && (h->retiring || !h->slot->in_view || w->draining())) sessionClose(h);
 }
 
 void onSendEvent(evutil_socket_t, short, void* arg) {

@@ -367,6 +367,47 @@ pools:
         # The stream is over: the connection to the removed member closes.
         wait_until(lambda: established(a.port) == 0, 5, what="the connection to a to close")
 
+    def test_silent_member_gets_the_request_timeout(self):
+        """A member that takes the connection and never answers: 504 at the request timeout,
+        for HTTP/1.1 and HTTP/2 clients, and the proxy stays healthy."""
+        import socket
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(16)
+        self.addCleanup(lsock.close)
+        held = []
+
+        def swallow():
+            while True:
+                try:
+                    conn, _ = lsock.accept()
+                except OSError:
+                    return
+                held.append(conn)  # read nothing, answer nothing
+        threading.Thread(target=swallow, daemon=True).start()
+        self.addCleanup(lambda: [c.close() for c in held])
+        port = free_port()
+        sg = self.start_proxy(f"""
+log: {{ level: info }}
+listeners:
+  - name: web
+    protocol: http
+    listen: 127.0.0.1:{port}
+    routes: [ {{ pool: p }} ]
+    timeouts: {{ request: 1s }}
+pools:
+  p:
+    upstream: {{ protocol: h2 }}
+    members: [ {{ id: s, address: 127.0.0.1:{lsock.getsockname()[1]} }} ]
+""")
+        t0 = time.monotonic()
+        with Client(port, timeout=10) as c:
+            self.assertEqual(c.request("GET", "/").status, 504)
+        rc, _, code, ver = curl(["--http2-prior-knowledge", "http://127.0.0.1:%d/" % port])
+        self.assertEqual((code, ver), (504, "2"))
+        self.assertLess(time.monotonic() - t0, 6)
+        self.assertTrue(sg.alive())
+
     def test_member_killed_mid_stream_then_retry_on_the_other(self):
         d = tempfile.mkdtemp(prefix="sg-h2up-kill-")
         self.addCleanup(shutil.rmtree, d, True)
