@@ -203,8 +203,7 @@ bool put(UpstreamConn* u, std::string_view a, std::string_view b = {}, std::stri
 void finishChunks(UpstreamConn* u) {
   H2UpStream& st = u->h2s;
   if (st.chunk_open) {
-    char* size = u->in->begin() + st.chunk_at;
-    for (int i = 7; i >= 0; --i) size[7 - i] = kHex[(st.chunk_len >> (4 * i)) & 0xf];
+    h2ChunkSizeField(st.chunk_len, u->in->begin() + st.chunk_at);
     std::memcpy(u->in->data() + u->in->end, "\r\n", 2);
     u->in->end += 2;
     st.chunk_open = false;
@@ -214,66 +213,6 @@ void finishChunks(UpstreamConn* u) {
     u->in->end += 5;
     st.end_written = true;
   }
-}
-
-// HTTP/2 has no reason phrase; HTTP/1.1 clients get a conventional one (some tools count a
-// status only when a phrase is present).
-std::string_view reasonFor(uint16_t status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 103:
-      return "Early Hints";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 202:
-      return "Accepted";
-    case 204:
-      return "No Content";
-    case 206:
-      return "Partial Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 303:
-      return "See Other";
-    case 304:
-      return "Not Modified";
-    case 307:
-      return "Temporary Redirect";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 409:
-      return "Conflict";
-    case 429:
-      return "Too Many Requests";
-    case 500:
-      return "Internal Server Error";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      break;
-  }
-  static constexpr std::string_view kByClass[] = {"Unknown",     "Informational", "Success",
-                                                  "Redirection", "Client Error",  "Server Error"};
-  return kByClass[status / 100 <= 5 ? status / 100 : 0];
 }
 
 void failStream(H2Upstream* h, UpstreamConn* u) {
@@ -316,7 +255,7 @@ int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, 
   if (n == ":status") {
     if (v.size() != 3) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     u->h2s.status = static_cast<uint16_t>((v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0'));
-    ok = put(u, "HTTP/1.1 ", v, " ", reasonFor(u->h2s.status)) && put(u, "\r\n");
+    ok = put(u, "HTTP/1.1 ", v, " ", h2ReasonPhrase(u->h2s.status)) && put(u, "\r\n");
   } else if (!n.empty() && n[0] != ':') {
     if (n == "content-length") u->h2s.has_length = true;
     ok = put(u, n, ": ", v, "\r\n");
@@ -474,12 +413,6 @@ nghttp2_nv nv(std::string_view name, std::string_view value) {
           NGHTTP2_NV_FLAG_NONE};
 }
 
-bool connectionSpecific(std::string_view name) {
-  return name == "host" || name == "connection" || name == "keep-alive" ||
-         name == "proxy-connection" || name == "transfer-encoding" || name == "upgrade" ||
-         name == "te";
-}
-
 // Turns the exchange's rewritten HTTP/1.1 head into HEADERS (+ a data provider for the body).
 bool submitStream(H2Upstream* h, UpstreamConn* u) {
   ClientConn* c = u->client;
@@ -506,7 +439,7 @@ bool submitStream(H2Upstream* h, UpstreamConn* u) {
     for (size_t k = 0; k < f.name.size(); ++k) {
       if (name[k] >= 'A' && name[k] <= 'Z') name[k] = static_cast<char>(name[k] + 32);
     }
-    if (connectionSpecific(f.name)) continue;
+    if (h2ConnectionSpecific(f.name)) continue;
     nva[n++] = nv(f.name, f.value);
   }
   bool has_body = !(ex.req_done && ex.req_fwd == 0);
@@ -919,6 +852,76 @@ std::vector<H2Upstream*> sessionsOf(MemberSlot* s) {
 }
 
 }  // namespace
+
+// HTTP/2 has no reason phrase; HTTP/1.1 clients get a conventional one (some tools count a
+// status only when a phrase is present).
+std::string_view h2ReasonPhrase(uint16_t status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 103:
+      return "Early Hints";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      break;
+  }
+  static constexpr std::string_view kByClass[] = {"Unknown",     "Informational", "Success",
+                                                  "Redirection", "Client Error",  "Server Error"};
+  return kByClass[status / 100 <= 5 ? status / 100 : 0];
+}
+
+void h2ChunkSizeField(uint32_t n, char out[8]) {
+  for (int i = 7; i >= 0; --i) out[7 - i] = kHex[(n >> (4 * i)) & 0xf];
+}
+
+bool h2ConnectionSpecific(std::string_view name) {
+  return name == "host" || name == "connection" || name == "keep-alive" ||
+         name == "proxy-connection" || name == "transfer-encoding" || name == "upgrade" ||
+         name == "te";
+}
 
 UpstreamConn* h2AttachStream(ClientConn* c, MemberSlot* s, PoolView* p, int m, int* err) {
   Worker* w = c->worker;

@@ -29,6 +29,7 @@
 // counts as a connect failure (logged once per worker and member) — no fallback to HTTP/1.1.
 
 #include <cstdint>
+#include <string_view>
 
 #include "common/clock.h"
 
@@ -41,6 +42,14 @@ struct PoolView;
 
 // Per-stream receive window towards members; stream buffers are this much larger (worker.cc).
 inline constexpr uint32_t kH2UpstreamWindow = 16 * 1024;
+
+// Pure helpers of the response rewrite (unit-tested).
+// A conventional reason phrase for an HTTP/1.1 status line (HTTP/2 carries none).
+std::string_view h2ReasonPhrase(uint16_t status);
+// Writes `n` as the fixed-width chunk-size field "xxxxxxxx" (8 lowercase hex digits).
+void h2ChunkSizeField(uint32_t n, char out[8]);
+// Request fields that HTTP/2 forbids or carries elsewhere (lowercase names).
+bool h2ConnectionSpecific(std::string_view lowercase_name);
 
 // Attaches a new stream for c's exchange to a session of slot `s` (pool `p`, member index `m`),
 // opening a connection if needed. Null (with *err) when no connection could be started.
