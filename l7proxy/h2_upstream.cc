@@ -192,6 +192,7 @@ bool put(UpstreamConn* u, std::string_view a, std::string_view b = {}, std::stri
   if (!roomFor(u, n, kTailReserve)) return false;
   char* p = u->in->data() + u->in->end;
   for (std::string_view s : {a, b, c, d}) {
+    if (s.empty()) continue;  // a default string_view has no data pointer
     std::memcpy(p, s.data(), s.size());
     p += s.size();
   }
