@@ -38,6 +38,8 @@ constexpr uint32_t kMinMaglevTableSize = 251;
 constexpr uint32_t kMaxMaglevTableSize = 1000003;
 constexpr uint32_t kMaxIdlePerMember = 100000;
 constexpr uint32_t kMaxRetries = 5;
+constexpr uint32_t kMaxH2Streams = 10000;
+constexpr uint32_t kMaxH2Connections = 1000;
 constexpr uint32_t kMaxRiseFall = 100;
 constexpr uint32_t kMaxFaultDomain = 255;
 constexpr uint32_t kMaxWeight = 1000000;
@@ -100,6 +102,8 @@ constexpr EnumName<HashSource> kHashSources[] = {{"client_ip", HashSource::kClie
 constexpr EnumName<HealthCheckType> kHealthTypes[] = {{"tcp", HealthCheckType::kTcp},
                                                       {"http", HealthCheckType::kHttp},
                                                       {"https", HealthCheckType::kHttps}};
+constexpr EnumName<UpstreamProtocol> kUpstreamProtocols[] = {{"http1", UpstreamProtocol::kHttp1},
+                                                             {"h2", UpstreamProtocol::kH2}};
 constexpr EnumName<bool> kInitialStates[] = {{"healthy", true}, {"unhealthy", false}};
 constexpr EnumName<MetricStatistic> kStatistics[] = {{"avg", MetricStatistic::kAvg},
                                                      {"min", MetricStatistic::kMin},
@@ -1168,7 +1172,20 @@ void Loader::loadHash(const Entry& e, HashKey* out) {
 
 void Loader::loadUpstream(const Entry& e, UpstreamSettings* out) {
   Fields f =
-      fieldsOf(e, {"connect_timeout", "idle_timeout", "max_idle_per_member", "retries", "tls"});
+      fieldsOf(e, {"protocol", "h2_max_streams_per_connection", "h2_max_connections_per_member",
+                   "connect_timeout", "idle_timeout", "max_idle_per_member", "retries", "tls"});
+  if (const Entry* x = f.get("protocol")) readEnum(*x, kUpstreamProtocols, &out->protocol);
+  if (out->protocol == UpstreamProtocol::kH2) {
+    if (const Entry* x = f.get("h2_max_streams_per_connection")) {
+      readUint32(*x, 1, kMaxH2Streams, &out->h2_max_streams_per_connection);
+    }
+    if (const Entry* x = f.get("h2_max_connections_per_member")) {
+      readUint32(*x, 1, kMaxH2Connections, &out->h2_max_connections_per_member);
+    }
+  } else {
+    notUsed(f, "h2_max_streams_per_connection", "with protocol http1 (only with h2)");
+    notUsed(f, "h2_max_connections_per_member", "with protocol http1 (only with h2)");
+  }
   if (const Entry* x = f.get("tls")) {
     out->tls = true;
     Fields t = fieldsOf(*x, {"ca_file", "verify", "server_name"});

@@ -189,7 +189,17 @@ struct Member {
   SourceLocation where;
 };
 
+// The protocol spoken to a pool's members. kH2: HTTP/2 (ALPN "h2" with upstream.tls, prior
+// knowledge without), a few multiplexed connections per worker and member.
+enum class UpstreamProtocol { kHttp1, kH2 };
+
 struct UpstreamSettings {
+  UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
+  // HTTP/2 only: streams in flight on one connection (also bounded by the member's
+  // SETTINGS_MAX_CONCURRENT_STREAMS), and connections per worker and member; past both,
+  // requests wait for a stream (under the listener's request timeout).
+  uint32_t h2_max_streams_per_connection = 100;
+  uint32_t h2_max_connections_per_member = 4;
   Duration connect_timeout = 5s;
   Duration idle_timeout = 60s;        // an idle pooled connection is closed after this
   uint32_t max_idle_per_member = 64;  // per worker

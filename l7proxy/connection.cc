@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/hash.h"
+#include "l7proxy/h2_upstream.h"
 #include "l7proxy/http2.h"
 #include "l7proxy/tls.h"
 #include "l7proxy/worker.h"
@@ -123,6 +124,10 @@ void setClientWrite(ClientConn* c, bool on) {
 }
 
 void setUpRead(UpstreamConn* u, bool on) {
+  if (u->h2_stream) {  // an HTTP/2 stream: reading means giving back window
+    h2StreamReadable(u, on);
+    return;
+  }
   if (on && u->ssl != nullptr && SSL_pending(u->ssl) > 0) {
     u->read_enabled = true;  // decrypted bytes wait inside OpenSSL, not in the socket
     event_add(&u->rev, nullptr);
@@ -139,6 +144,7 @@ void setUpRead(UpstreamConn* u, bool on) {
 }
 
 void setUpWrite(UpstreamConn* u, bool on) {
+  if (u->h2_stream) return;
   if (u->write_armed == on) return;
   u->write_armed = on;
   if (on) {
@@ -234,6 +240,8 @@ void unlinkIdle(MemberSlot* s, UpstreamConn* u) {
   --s->idle_count;
 }
 
+}  // namespace
+
 void destroyUpstream(UpstreamConn* u) {
   Worker* w = u->worker;
   event_del(&u->rev);
@@ -278,7 +286,8 @@ ssize_t upstreamSendv(UpstreamConn* u, const iovec* iov, int n) {
   return sslWritev(u->ssl, iov, n);
 }
 
-UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, const PoolView* p, int* err) {
+UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, const PoolView* p, int* err,
+                              event_callback_fn on_read, event_callback_fn on_write) {
   const SocketAddress& a = s->address;
   int fd = ::socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -317,14 +326,16 @@ UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, const PoolView* p, int* 
   ++s->refs;
   u->tcp_connected = (rc == 0);
   u->connected = (rc == 0) && ssl == nullptr;
-  event_assign(&u->rev, w->base(), fd, EV_READ | EV_PERSIST, onUpstreamRead, u);
-  event_assign(&u->wev, w->base(), fd, EV_WRITE | EV_PERSIST, onUpstreamWrite, u);
+  event_assign(&u->rev, w->base(), fd, EV_READ | EV_PERSIST, on_read, u);
+  event_assign(&u->wev, w->base(), fd, EV_WRITE | EV_PERSIST, on_write, u);
   setUpRead(u, true);
   if (!u->connected) setUpWrite(u, true);  // connect or handshake progress
   w->mutableCounters().upstream_cx_total.inc();
   w->mutableCounters().upstream_cx_active.inc();
   return u;
 }
+
+namespace {
 
 // Detaches the exchange's upstream connection: back to the pool when it is clean, else closed.
 void releaseUpstream(ClientConn* c, bool reusable) {
@@ -335,6 +346,10 @@ void releaseUpstream(ClientConn* c, bool reusable) {
   if (ex.pool != nullptr && ex.member >= 0) {
     --ex.pool->active[ex.member];
     memberStats(ex)->rq_active.dec();
+  }
+  if (u->h2_stream) {  // the stream ends; its session stays
+    h2ReleaseStream(u);
+    return;
   }
   Worker* w = c->worker;
   if (reusable && u->in != nullptr && !u->in->empty()) reusable = false;
@@ -630,6 +645,38 @@ bool buildUpstreamHead(ClientConn* c, const RequestHead& h, IoBuffer* b) {
 
 // --- request side ---------------------------------------------------------------------------
 
+// Strips chunked framing from the request body in place (members spoken to over HTTP/2):
+// ex.req_fwd then covers payload bytes only. False on a framing error.
+bool dechunkRequestBody(ClientConn* c) {
+  Exchange& ex = c->ex;
+  IoBuffer* b = c->in;
+  char* base = b->begin();
+  uint32_t n = b->size();
+  uint32_t w = ex.req_fwd;  // end of payload ready to send
+  uint32_t r = ex.req_fwd;  // next unprocessed byte
+  while (r < n && !ex.req_done) {
+    uint64_t ahead = ex.req_chunks.dataBytesAhead();
+    if (ahead > 0) {
+      uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(ahead, n - r));
+      ChunkedDecoder::Step s = ex.req_chunks.feed(base + r, take);
+      if (s.error) return false;
+      if (w != r) std::memmove(base + w, base + r, take);
+      w += take;
+      r += take;
+      continue;
+    }
+    ChunkedDecoder::Step s = ex.req_chunks.feed(base + r, 1);
+    if (s.error) return false;
+    r += static_cast<uint32_t>(s.consumed);
+    if (s.done) ex.req_done = true;
+  }
+  if (r < n) std::memmove(base + w, base + r, n - r);
+  b->end -= r - w;
+  ex.req_body_bytes += w - ex.req_fwd;
+  ex.req_fwd = w;
+  return true;
+}
+
 // Extends ex.req_fwd over newly read request-body bytes. False on a framing error or limit.
 bool frameRequestBody(ClientConn* c) {
   Exchange& ex = c->ex;
@@ -644,6 +691,17 @@ bool frameRequestBody(ClientConn* c) {
     ex.req_remaining -= take;
     ex.req_body_bytes += take;
     if (ex.req_remaining == 0) ex.req_done = true;
+    return true;
+  }
+  if (ex.up_h2) {  // HTTP/2 members take the payload only (DATA frames do the framing)
+    if (!dechunkRequestBody(c)) {
+      localReply(c, LocalReply::kBadRequest, false);
+      return false;
+    }
+    if (limit != 0 && ex.req_chunks.payloadBytes() > limit) {
+      localReply(c, LocalReply::kBodyTooLarge, false);
+      return false;
+    }
     return true;
   }
   ChunkedDecoder::Step s = ex.req_chunks.feed(p, avail);
@@ -669,6 +727,8 @@ bool canRetry(const ClientConn* c) {
   return ex.attempts < std::min<uint32_t>(max, kMaxAttempts);
 }
 
+}  // namespace
+
 // The upstream failed before any response byte: retry elsewhere or answer 502/504.
 void upstreamFailed(ClientConn* c, bool timeout) {
   Worker* w = c->worker;
@@ -692,9 +752,38 @@ void upstreamFailed(ClientConn* c, bool timeout) {
              ex.req_done && ex.req_fwd == 0 && !c->peer_eof);
 }
 
+void upstreamConnectFailed(ClientConn* c) {
+  c->worker->mutableCounters().upstream_cx_connect_fail.inc();
+  memberStats(c->ex)->cx_connect_fail.inc();
+  memberFailed(c->ex);
+}
+
+void upstreamRetryUnprocessed(ClientConn* c, bool same_member) {
+  Worker* w = c->worker;
+  Exchange& ex = c->ex;
+  uint32_t max = std::min<uint32_t>(1 + ex.pool->cfg->upstream.retries, kMaxAttempts);
+  if (ex.resp_started || ex.attempts >= max) {
+    localReply(c, LocalReply::kBadGateway, ex.req_done && ex.req_fwd == 0 && !c->peer_eof);
+    return;
+  }
+  w->mutableCounters().upstream_rq_retry.inc();
+  ex.pool->stats->rq_retry.inc();
+  if (same_member && ex.exclude_count > 0) --ex.exclude_count;
+  releaseUpstream(c, false);
+  ex.req_head_sent = 0;
+  ex.req_sent = false;
+  assignUpstream(c);
+}
+
+namespace {
+
 void flushUpstream(ClientConn* c) {
   Exchange& ex = c->ex;
   UpstreamConn* u = ex.up;
+  if (u != nullptr && u->h2_stream) {
+    h2UpstreamFlush(c);
+    return;
+  }
   if (u == nullptr || !u->connected) return;
   iovec iov[2];
   int n = 0;
@@ -762,6 +851,27 @@ bool assignUpstream(ClientConn* c) {
     ms->rq_total.inc();
     ms->rq_active.inc();
     MemberSlot* s = p->slots[m];
+    if (ex.up_h2) {
+      int err = 0;
+      UpstreamConn* st = h2AttachStream(c, s, p, m, &err);
+      if (st == nullptr) {  // no connection could even be started
+        w->mutableCounters().upstream_cx_connect_fail.inc();
+        ms->cx_connect_fail.inc();
+        memberFailed(ex);
+        --p->active[m];
+        ms->rq_active.dec();
+        if (canRetry(c)) {
+          w->mutableCounters().upstream_rq_retry.inc();
+          p->stats->rq_retry.inc();
+          continue;
+        }
+        localReply(c, LocalReply::kBadGateway, ex.req_done && ex.req_fwd == 0);
+        return false;
+      }
+      ex.up = st;
+      flushUpstream(c);
+      return true;
+    }
     UpstreamConn* u = s->idle_head;
     // Pools naming the same address share its slot: a pooled connection is only reused by a
     // pool with the same upstream TLS context (or none).
@@ -781,7 +891,7 @@ bool assignUpstream(ClientConn* c) {
       return true;
     }
     int err = 0;
-    u = connectUpstream(w, s, p, &err);
+    u = connectUpstream(w, s, p, &err, onUpstreamRead, onUpstreamWrite);
     if (u == nullptr) {
       w->mutableCounters().upstream_cx_connect_fail.inc();
       ms->cx_connect_fail.inc();
@@ -888,6 +998,7 @@ void startExchange(ClientConn* c, const RequestHead& h, uint32_t head_bytes) {
     return;
   }
   ex.pool = rv->pool;
+  ex.up_h2 = ex.pool->cfg->upstream.protocol == config::UpstreamProtocol::kH2;
   ex.pool->stats->rq_total.inc();
   if (ex.pool->state->refuse) {  // too few healthy members and the pool says refuse
     ex.pool->stats->no_healthy_member.inc();
@@ -1071,6 +1182,8 @@ bool buildClientHead(ClientConn* c, const ResponseHead& r) {
   return true;
 }
 
+}  // namespace
+
 void upstreamInput(ClientConn* c) {
   Worker* w = c->worker;
   Exchange& ex = c->ex;
@@ -1208,8 +1321,6 @@ void upstreamEof(ClientConn* c, bool reset) {
 }
 
 // --- completion -----------------------------------------------------------------------------
-
-}  // namespace
 
 void finishExchange(ClientConn* c) {
   Worker* w = c->worker;

@@ -7,6 +7,7 @@
 // Only message heads are rewritten (into a small buffer). A side whose peer cannot take more
 // stops reading (backpressure) until the peer's socket drains.
 
+#include <event2/event.h>
 #include <event2/event_struct.h>
 #include <openssl/ssl.h>
 #include <sys/uio.h>
@@ -29,8 +30,44 @@ struct MemberSlot;
 struct ClientConn;
 struct H2Session;
 class ClientTable;
+struct H2Upstream;
+struct UpstreamConn;
 
 inline constexpr int kMaxAttempts = 6;
+
+// What an HTTP/2 stream towards a member keeps (h2_upstream.cc). The stream is an UpstreamConn
+// without a socket whose `in` receives the member's response rewritten as HTTP/1.1 bytes.
+struct H2UpStream {
+  UpstreamConn* next = nullptr;  // the session's attached streams
+  UpstreamConn* prev = nullptr;
+  UpstreamConn* next_wait = nullptr;  // the session's streams not yet submitted (FIFO)
+  UpstreamConn* prev_wait = nullptr;
+  UpstreamConn* next_ready = nullptr;  // the session's streams with news for their exchange
+  UpstreamConn* prev_ready = nullptr;
+  int32_t id = 0;           // nghttp2 stream id once submitted
+  uint32_t unconsumed = 0;  // DATA payload received, not yet given back as window
+  uint32_t body_sent = 0;   // request-body bytes at the start of client->in already sent but
+                            // kept there until the response starts (replay if refused)
+  uint32_t chunk_at = 0;    // open chunk: offset of its size field from in->start
+  uint32_t chunk_len = 0;   // open chunk: payload bytes so far
+  uint32_t close_code = 0;  // RST_STREAM / GOAWAY error code when closed early
+  uint16_t status = 0;      // :status of the head being received
+  bool attached = false;    // linked into a live session
+  bool waiting = false;     // in the session's wait list
+  bool in_ready = false;
+  bool submitted = false;
+  bool body_deferred = false;  // the data provider waits for request-body bytes
+  bool body_taken = false;     // request-body bytes went to nghttp2 (no transparent retry)
+  bool head_done = false;      // the final response head is in `in`
+  bool has_length = false;     // the response carries content-length
+  bool chunked = false;        // the response body is framed chunked in `in`
+  bool chunk_open = false;
+  bool end_seen = false;  // END_STREAM from the member
+  bool end_written = false;
+  bool closed = false;       // nghttp2 closed the stream
+  bool overflow = false;     // the response did not fit the stream's buffer
+  bool unprocessed = false;  // refused / above the GOAWAY id: the member did not process it
+};
 
 struct UpstreamConn {
   int fd = -1;
@@ -49,6 +86,9 @@ struct UpstreamConn {
   SSL* ssl = nullptr;                        // TLS to the member (the pool's upstream.tls)
   bool read_enabled = false;
   bool write_armed = false;
+  bool h2_stream = false;    // an HTTP/2 stream (no socket) on session `h2`
+  H2Upstream* h2 = nullptr;  // HTTP/2: the session this connection carries or belongs to
+  H2UpStream h2s;            // h2_stream only
   event rev;
   event wev;
 };
@@ -88,6 +128,7 @@ struct Exchange {
   bool resp_dechunk = false;       // chunked response to an HTTP/1.0 client: strip the framing
   bool up_keep_alive = false;      // the member's response allows reusing its connection
   bool state_in_exchange = false;  // counted in downstream_rq_active
+  bool up_h2 = false;  // the pool speaks HTTP/2 to members: request bodies lose chunked framing
   uint8_t attempts = 0;
   uint32_t exclude_count = 0;  // entries of tried[] the balancer must skip
   uint64_t hash = 0;           // affinity key hash (maglev / ring_hash)
@@ -185,5 +226,29 @@ void requestBodyArrived(ClientConn* c);
 // The response went out whole: release the upstream, count, end the request.
 void finishExchange(ClientConn* c);
 void localReply(ClientConn* c, LocalReply why, bool keep_open);
+
+// --- shared with h2_upstream.cc (worker thread) ---------------------------------------------
+// Opens a non-blocking connection (and TLS client state) to slot `s` for pool `p`; the socket's
+// events call on_read / on_write with the connection. Null with *err = errno on failure.
+UpstreamConn* connectUpstream(Worker* w, MemberSlot* s, const PoolView* p, int* err,
+                              event_callback_fn on_read, event_callback_fn on_write);
+// Closes the connection's socket now; the object is freed at the end of the loop pass.
+void destroyUpstream(UpstreamConn* u);
+void setUpWrite(UpstreamConn* u, bool on);
+// Upstream transport (TLS or cleartext), like clientRecv / clientSendv.
+ssize_t upstreamRecv(UpstreamConn* u, char* p, size_t n);
+ssize_t upstreamSendv(UpstreamConn* u, const iovec* iov, int n);
+// New response bytes are in c->ex.up->in: parse the head, frame the body, send to the client.
+void upstreamInput(ClientConn* c);
+// The upstream ended (reset: abnormally) before the response was framed whole.
+void upstreamEof(ClientConn* c, bool reset);
+// The upstream failed before any response byte: retry (idempotent) or answer 502/504.
+void upstreamFailed(ClientConn* c, bool timeout);
+// Counts a failed connect (or handshake) to the exchange's member.
+void upstreamConnectFailed(ClientConn* c);
+// The member did not process the request (refused stream, above a GOAWAY's last stream id, or
+// a connection that never came up) and every request byte is still here: try again for any
+// method within the pool's retry budget; `same_member` lets the balancer pick it again.
+void upstreamRetryUnprocessed(ClientConn* c, bool same_member);
 
 }  // namespace scalegate::l7proxy

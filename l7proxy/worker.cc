@@ -14,6 +14,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "l7proxy/connection.h"
+#include "l7proxy/h2_upstream.h"
 #include "l7proxy/http2.h"
 
 namespace scalegate::l7proxy {
@@ -55,6 +56,7 @@ Worker::Worker(int id, SnapshotChannel* channel)
       buffers_(16 * 1024),
       request_head_(std::make_unique<RequestHead>()),
       response_head_(std::make_unique<ResponseHead>()),
+      h2_submit_head_(std::make_unique<RequestHead>()),
       sink_listener_(std::make_unique<ListenerWorkerStats>()),
       sink_pool_(std::make_unique<PoolWorkerStats>()),
       sink_member_(std::make_unique<MemberWorkerStats>()),
@@ -80,6 +82,8 @@ Worker::Worker(int id, SnapshotChannel* channel)
 
 Worker::~Worker() {
   shutdownAll();
+  for (UpstreamConn* u : h2_free_streams_) delete u;
+  h2_free_streams_.clear();
   event_del(&wake_ev_);
   event_del(&sweep_ev_);
   event_del(&drain_ev_);
@@ -264,8 +268,14 @@ void Worker::adoptLatest() {
                                    mix64(s->generation * 1315423911ULL + id_ * 2654435761ULL + i));
   }
   // Each address's pooled connections live as long as the strictest pool naming it allows.
+  bool any_h2 = false;
+  for (auto& [addr, slot] : slots_) slot->in_view = false;
   for (const PoolView& pv : v->pools) {
-    for (MemberSlot* slot : pv.slots) slot->idle_timeout = Duration::max();
+    for (MemberSlot* slot : pv.slots) {
+      slot->idle_timeout = Duration::max();
+      slot->in_view = true;
+    }
+    any_h2 = any_h2 || pv.cfg->upstream.protocol == config::UpstreamProtocol::kH2;
   }
   for (const PoolView& pv : v->pools) {
     for (MemberSlot* slot : pv.slots) {
@@ -302,6 +312,8 @@ void Worker::adoptLatest() {
     buffer_bytes = std::max<uint32_t>(buffer_bytes, lv.limits.max_head_bytes + 2048);
     v->listeners.push_back(std::move(lv));
   }
+  // An HTTP/2 stream's buffer holds a response head plus one stream window of payload.
+  if (any_h2) buffer_bytes += kH2UpstreamWindow + 1024;
   buffers_.setBufferBytes(buffer_bytes);
 
   // Listening sockets: watch the new ones, stop watching those that are gone (control
@@ -334,6 +346,12 @@ void Worker::adoptLatest() {
   SnapshotView* old = view_;
   view_ = v;
   if (old != nullptr) releaseView(old);
+  // HTTP/2 sessions to members the new view no longer names finish their streams and close.
+  std::vector<MemberSlot*> gone;
+  for (auto& [addr, slot] : slots_) {
+    if (!slot->in_view && slot->h2_sessions != nullptr) gone.push_back(slot.get());
+  }
+  for (MemberSlot* slot : gone) h2DrainSessions(slot);
   adopted_generation_.store(s->generation, std::memory_order_release);
 }
 
@@ -345,6 +363,11 @@ void Worker::sweepIdleUpstreams() {
     }
   }
   for (UpstreamConn* u : expired) closeIdleUpstream(u);
+  std::vector<MemberSlot*> with_h2;
+  for (auto& [addr, slot] : slots_) {
+    if (slot->h2_sessions != nullptr) with_h2.push_back(slot.get());
+  }
+  for (MemberSlot* slot : with_h2) h2SweepSessions(slot, now_);
 }
 
 void Worker::sweepSlowReaders() {
@@ -379,6 +402,11 @@ void Worker::beginDrain() {
     for (UpstreamConn* u = slot->idle_head; u != nullptr; u = u->next_idle) pooled.push_back(u);
   }
   for (UpstreamConn* u : pooled) closeIdleUpstream(u);
+  std::vector<MemberSlot*> with_h2;
+  for (auto& [addr, slot] : slots_) {
+    if (slot->h2_sessions != nullptr) with_h2.push_back(slot.get());
+  }
+  for (MemberSlot* slot : with_h2) h2DrainSessions(slot);
 }
 
 bool Worker::allClientsFinished() const {
@@ -393,7 +421,10 @@ bool Worker::allClientsFinished() const {
 void Worker::freeDead() {
   for (ClientConn* c : dead_clients_) delete c;
   dead_clients_.clear();
-  for (UpstreamConn* u : dead_upstreams_) delete u;
+  for (UpstreamConn* u : dead_upstreams_) {
+    if (u->h2 != nullptr && !u->h2_stream) h2FreeSession(u);
+    delete u;
+  }
   dead_upstreams_.clear();
   tcp_->freeDead();
 }
@@ -406,6 +437,11 @@ void Worker::shutdownAll() {
     for (UpstreamConn* u = slot->idle_head; u != nullptr; u = u->next_idle) pooled.push_back(u);
   }
   for (UpstreamConn* u : pooled) closeIdleUpstream(u);
+  std::vector<MemberSlot*> with_h2;
+  for (auto& [addr, slot] : slots_) {
+    if (slot->h2_sessions != nullptr) with_h2.push_back(slot.get());
+  }
+  for (MemberSlot* slot : with_h2) h2CloseSessions(slot);
   for (auto& slot : accept_slots_) event_del(&slot->ev);
   accept_slots_.clear();
   if (view_ != nullptr) {

@@ -48,6 +48,11 @@ struct MemberSlot {
   // Pooled connections idle longer than this are closed: the shortest idle_timeout of the
   // pools that name this address in the current view (set at adoption).
   Duration idle_timeout = std::chrono::seconds(60);
+  // HTTP/2 sessions to this address (h2_upstream.cc), linked through next_idle/prev_idle.
+  UpstreamConn* h2_sessions = nullptr;
+  uint32_t h2_session_count = 0;
+  bool in_view = false;         // named by the current view (set at adoption)
+  bool h2_alpn_warned = false;  // logged once: the member's TLS did not pick h2
 };
 
 struct PoolView {
@@ -145,6 +150,9 @@ class Worker {
   RequestHead& requestHead() { return *request_head_; }
   const TcpRelay& tcpRelay() const { return *tcp_; }
   ResponseHead& responseHead() { return *response_head_; }
+  // HTTP/2 upstream streams (h2_upstream.cc): a free list, and a head parsed for submission.
+  std::vector<UpstreamConn*>& h2StreamFreeList() { return h2_free_streams_; }
+  RequestHead& h2SubmitHead() { return *h2_submit_head_; }
 
  private:
   static void onWake(evutil_socket_t fd, short what, void* arg);
@@ -184,6 +192,8 @@ class Worker {
   std::vector<UpstreamConn*> dead_upstreams_;
   std::unique_ptr<RequestHead> request_head_;
   std::unique_ptr<ResponseHead> response_head_;
+  std::unique_ptr<RequestHead> h2_submit_head_;
+  std::vector<UpstreamConn*> h2_free_streams_;
   // Where counters go when a snapshot carries no stats block (tests build such snapshots).
   std::unique_ptr<ListenerWorkerStats> sink_listener_;
   std::unique_ptr<PoolWorkerStats> sink_pool_;

@@ -1317,5 +1317,54 @@ pools:
   EXPECT_TRUE(hasErrorLike(r, 8, "listeners[0].tls.alpn[0]", "bad alpn protocol"));
 }
 
+TEST(Loader, UpstreamProtocol) {
+  LoadResult d = load(withPools("    members: [ { id: a, address: 10.0.0.1:80 } ]\n"));
+  ASSERT_TRUE(d.ok()) << d.errorText();
+  const UpstreamSettings& du = d.config.pools.at("web").upstream;
+  EXPECT_EQ(du.protocol, UpstreamProtocol::kHttp1);
+  EXPECT_EQ(du.h2_max_streams_per_connection, 100u);
+  EXPECT_EQ(du.h2_max_connections_per_member, 4u);
+
+  LoadResult r = load(withPools(R"(    upstream:
+      protocol: h2
+      h2_max_streams_per_connection: 8
+      h2_max_connections_per_member: 2
+      tls: { ca_file: ca.pem, server_name: origin.test }
+    members: [ { id: a, address: 10.0.0.1:443 } ]
+)"));
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  const UpstreamSettings& u = r.config.pools.at("web").upstream;
+  EXPECT_EQ(u.protocol, UpstreamProtocol::kH2);
+  EXPECT_EQ(u.h2_max_streams_per_connection, 8u);
+  EXPECT_EQ(u.h2_max_connections_per_member, 2u);
+  EXPECT_TRUE(u.tls);
+}
+
+TEST(Loader, UpstreamProtocolErrors) {
+  LoadResult r = load(withPools(R"(    upstream: { protocol: h3 }
+    members: [ { id: a, address: 10.0.0.1:80 } ]
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "pools.web.upstream.protocol", "h3"));
+
+  r = load(withPools(R"(    upstream: { h2_max_streams_per_connection: 10, h2_max_connections_per_member: 2 }
+    members: [ { id: a, address: 10.0.0.1:80 } ]
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "pools.web.upstream.h2_max_streams_per_connection",
+                           "not used with protocol http1"));
+  EXPECT_TRUE(hasErrorLike(r, 5, "pools.web.upstream.h2_max_connections_per_member",
+                           "not used with protocol http1"));
+
+  r = load(withPools(R"(    upstream:
+      protocol: h2
+      h2_max_streams_per_connection: 0
+      h2_max_connections_per_member: 1001
+    members: [ { id: a, address: 10.0.0.1:80 } ]
+)"));
+  EXPECT_TRUE(hasErrorLike(r, 7, "pools.web.upstream.h2_max_streams_per_connection",
+                           "0 is out of range (1..10000)"));
+  EXPECT_TRUE(hasErrorLike(r, 8, "pools.web.upstream.h2_max_connections_per_member",
+                           "1001 is out of range (1..1000)"));
+}
+
 }  // namespace
 }  // namespace scalegate::config
