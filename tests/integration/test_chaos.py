@@ -175,12 +175,13 @@ class KilledBackendTest(ProcessTestCase):
         self.assertEqual([r[0] for r in results], [200] * 4, results)
         # Every answer came from the survivor: the victim's two were retried there.
         self.assertEqual([r[1] for r in results], ["survivor"] * 4, results)
-        retried = [r for r in results if r[2] - killed_at >= self.HOLD_MS / 1000.0 * 0.9]
-        self.assertEqual(len(retried), 2, "two GETs should have been re-sent after the kill")
-        self.assertTrue(self.sg.alive())
-        self.assertEqual(request(self.port, "GET", "/").backend, "survivor")
+        # The victim's two were re-sent (its connections died mid-request).
         retries = self.api.metrics().sum("scalegate_pool_retries_total", pool="web")
         self.assertEqual(retries - retries_before, 2)
+        self.assertTrue(self.sg.alive())
+        # The dead member refuses connections now: GETs go to the survivor all the same.
+        for _ in range(4):
+            self.assertEqual(request(self.port, "GET", "/").backend, "survivor")
 
     def test_post_in_flight_on_a_killed_member_gets_502_without_a_hang(self):
         self.start_stack()
@@ -194,7 +195,12 @@ class KilledBackendTest(ProcessTestCase):
             else:
                 self.assertEqual(backend, "survivor", results)
         self.assertTrue(self.sg.alive())
-        self.assertEqual(request(self.port, "POST", "/", body=b"{}").status, 200)
+        # New POSTs: round robin still picks the dead member (no health checks here) half the
+        # time; its connection is refused before any byte of the request is sent, so the POST
+        # goes to the survivor instead of failing (a refused connect is safe to retry).
+        for i in range(4):
+            r = request(self.port, "POST", "/after/%d" % i, body=b"{}")
+            self.assertEqual((r.status, r.backend), (200, "survivor"), r)
 
 
 if __name__ == "__main__":

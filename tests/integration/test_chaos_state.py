@@ -53,8 +53,9 @@ class RestartMidScaleOutTest(ProcessTestCase):
                            "routes": [{"path_prefix": "/", "pool": "web"}]}],
             "pools": {"web": {
                 "balance": "round_robin",
+                "mode": "flexible",  # static-0 has no version label; sgscaler's say v1
                 "health": {"type": "http", "path": "/health", "interval": "200ms",
-                           "timeout": "200ms", "rise": 1, "fall": 2},
+                           "timeout": "150ms", "rise": 1, "fall": 2},
                 "autoscale": {
                     "evaluation_interval": "1s",
                     "capacity": {"min": 0, "max": 6, "default": 0},
@@ -191,6 +192,7 @@ class FailedStateWriteTest(ProcessTestCase):
         admin["audit_log"] = os.path.join(base, "audit.log")
         b1 = self.start_backend("b1")
         b2 = self.start_backend("b2")
+        b3 = self.start_backend("b3")
         web_port = free_port()
         config = {
             "log": {"level": "info"},
@@ -208,9 +210,10 @@ class FailedStateWriteTest(ProcessTestCase):
         self.addCleanup(sg.kill)
         sg.start()
 
-        def put(mid, address):
+        def put(mid, address=None, **fields):
+            body = dict(fields, **({"address": address} if address else {}))
             return request(api.port, "PUT", "/v1/pools/web/members/" + mid,
-                           body=json.dumps({"address": address}).encode(),
+                           body=json.dumps(body).encode(),
                            headers=[("Authorization", "Bearer " + TOKEN),
                                     ("Connection", "close")])
 
@@ -224,7 +227,7 @@ class FailedStateWriteTest(ProcessTestCase):
         self.assertIn('"m2"', before)
 
         remount("ro")
-        r = put("m3", "127.0.0.1:9")
+        r = put("m3", b3.address)
         self.assertEqual(r.status, 500, r)
         message = json.loads(r.body)["error"]["message"]
         self.assertIn(state, message)
@@ -237,11 +240,11 @@ class FailedStateWriteTest(ProcessTestCase):
             self.assertEqual(f.read(), before)
         self.assertFalse(os.path.exists(state + ".tmp"))
         # A second change while read-only: the same clear error; no crash, still serving.
-        r = put("m2", b1.address)
+        r = put("m2", zone="2")
         self.assertEqual(r.status, 500, r)
         served = {request(web_port, "GET", "/", headers=[("Connection", "close")]).backend
-                  for _ in range(8)}
-        self.assertEqual(served, {"b1"})
+                  for _ in range(12)}
+        self.assertEqual(served, {"b1", "b2", "b3"})
         self.assertTrue(sg.alive())
         events = api.get_json("/v1/events?limit=1000")["events"]
         self.assertTrue(any(e["type"] == "state_write_failed" and state in e["detail"]
@@ -260,7 +263,7 @@ class FailedStateWriteTest(ProcessTestCase):
             saved = json.load(f)
         members = {m["id"]: m for m in saved["pools"]["web"]["members"]}
         self.assertIn("m3", members)
-        self.assertEqual(members["m2"]["address"], b1.address)
+        self.assertEqual(members["m2"]["zone"], "2")
 
         # And the file loads: a restart (no namespace this time) has the members back.
         sg.kill()
