@@ -688,7 +688,8 @@ void Loader::load(const YAML::Node& root, Config* config) {
 }
 
 void Loader::loadAdmin(const Entry& e, AdminConfig* out) {
-  Fields f = fieldsOf(e, {"listen", "token_file", "state_file", "max_request_body_bytes"});
+  Fields f = fieldsOf(
+      e, {"listen", "token_file", "state_file", "max_request_body_bytes", "tls", "audit_log"});
   if (const Entry* x = f.get("listen")) readAddress(*x, &out->listen);
   if (const Entry* x = f.get("token_file")) readString(*x, &out->token_file);
   if (const Entry* x = f.get("state_file")) {
@@ -704,6 +705,35 @@ void Loader::loadAdmin(const Entry& e, AdminConfig* out) {
   }
   if (const Entry* x = f.get("max_request_body_bytes")) {
     readSize(*x, kMinAdminBodyBytes, kMaxAdminBodyBytes, &out->max_request_body_bytes);
+  }
+  if (const Entry* x = f.get("audit_log")) {
+    std::string path;
+    if (readString(*x, &path)) {
+      if (!path.empty() && (path.back() == '/' || hasControl(path))) {
+        error(*x, "bad audit_log " + quoted(path) +
+                      ": expected a file path (\"\" = next to the state file, \"off\" = none)");
+      } else {
+        out->audit_log = path;
+      }
+    }
+  }
+  if (const Entry* x = f.get("tls")) {
+    Fields t = fieldsOf(*x, {"cert_file", "key_file", "client_ca_file"});
+    if (!t.ok) return;
+    out->tls.enabled = true;
+    auto file = [&](const char* key, std::string* dst, bool required, const char* what) {
+      if (const Entry* y = t.get(key)) {
+        if (readString(*y, dst) && (dst->empty() || hasControl(*dst))) {
+          error(*y, std::string("bad ") + key + " " + quoted(*dst) + ": expected " + what);
+        }
+      } else if (required) {
+        missing(*x, key, what);
+      }
+    };
+    file("cert_file", &out->tls.cert_file, true, "the PEM certificate chain file");
+    file("key_file", &out->tls.key_file, true, "the PEM private key file");
+    file("client_ca_file", &out->tls.client_ca_file, false,
+         "a PEM file of the CAs that sign client certificates (mTLS)");
   }
 }
 

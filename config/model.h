@@ -23,6 +23,15 @@ struct SourceLocation {
   int line = 0;  // 1-based; 0 when unknown
 };
 
+// TLS on the admin listener (/v1, /metrics, /healthz all behind it on the same port).
+struct AdminTls {
+  bool enabled = false;
+  std::string cert_file;       // PEM certificate chain
+  std::string key_file;        // PEM private key
+  std::string client_ca_file;  // "" = no client certificates; else mTLS: clients must present
+                               // a certificate signed by one of these CAs
+};
+
 struct AdminConfig {
   SocketAddress listen;    // default 127.0.0.1:9900
   std::string token_file;  // empty: /v1 endpoints refuse every request
@@ -31,6 +40,10 @@ struct AdminConfig {
   // <config dir>/<config name>.state.json
   std::string state_file;
   uint64_t max_request_body_bytes = 64 * 1024;  // admin requests above it: 413
+  AdminTls tls;
+  // One JSON line per mutating /v1 call (control/audit_log.h). "" = next to the state file,
+  // <state dir>/<config name>.audit.log; "off" = no audit log.
+  std::string audit_log;
 };
 
 struct LogConfig {

@@ -1,10 +1,15 @@
 #include "control/admin_server.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -222,6 +227,88 @@ Digest sha256(std::string_view s) {
 
 bool isGet(evhttp_cmd_type m) { return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD; }
 
+const char* methodName(evhttp_cmd_type m) {
+  switch (m) {
+    case EVHTTP_REQ_POST:
+      return "POST";
+    case EVHTTP_REQ_PUT:
+      return "PUT";
+    case EVHTTP_REQ_DELETE:
+      return "DELETE";
+    case EVHTTP_REQ_PATCH:
+      return "PATCH";
+    default:
+      break;
+  }
+  return "GET";
+}
+
+bool isMutating(evhttp_cmd_type m) {
+  return m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE ||
+         m == EVHTTP_REQ_PATCH;
+}
+
+// The token part of "Bearer <token>" (trimmed); empty when the header is absent or another
+// scheme.
+std::string_view bearerOf(const char* header) {
+  if (header == nullptr) return {};
+  std::string_view h(header);
+  constexpr std::string_view kScheme = "bearer";
+  if (h.size() <= kScheme.size() || strncasecmp(h.data(), kScheme.data(), kScheme.size()) != 0 ||
+      (h[kScheme.size()] != ' ' && h[kScheme.size()] != '\t')) {
+    return {};
+  }
+  h.remove_prefix(kScheme.size());
+  while (!h.empty() && (h.front() == ' ' || h.front() == '\t')) h.remove_prefix(1);
+  while (!h.empty() && (h.back() == ' ' || h.back() == '\t')) h.remove_suffix(1);
+  return h;
+}
+
+std::string opensslErrors() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "unknown OpenSSL error" : out;
+}
+
+// The admin listener's server context. Caller owns the result.
+Result<SSL_CTX*> newAdminContext(const config::AdminTls& cfg) {
+  ERR_clear_error();
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) return internalError("admin.tls: SSL_CTX_new: " + opensslErrors());
+  auto fail = [&](const std::string& what) -> Result<SSL_CTX*> {
+    std::string msg = "admin.tls: " + what + ": " + opensslErrors();
+    SSL_CTX_free(ctx);
+    return invalidArgument(msg);
+  };
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cfg.cert_file.c_str()) != 1) {
+    return fail("cert_file " + cfg.cert_file);
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, cfg.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return fail("key_file " + cfg.key_file);
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return fail("key_file " + cfg.key_file + " does not match cert_file " + cfg.cert_file);
+  }
+  if (!cfg.client_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, cfg.client_ca_file.c_str(), nullptr) != 1) {
+      return fail("client_ca_file " + cfg.client_ca_file);
+    }
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(cfg.client_ca_file.c_str());
+    if (names == nullptr) return fail("client_ca_file " + cfg.client_ca_file);
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  return ctx;
+}
+
 }  // namespace
 
 struct AdminServer::Reply {
@@ -331,10 +418,44 @@ AdminServer::AdminServer(event_base* base, PoolRegistry& registry, Hooks hooks)
   // instead of a reset.
   evhttp_set_flags(http_, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_gencb(http_, &AdminServer::onRequest, this);
+  evhttp_set_bevcb(http_, &AdminServer::onNewConnection, this);
 }
 
 AdminServer::~AdminServer() {
   if (http_ != nullptr) evhttp_free(http_);
+  if (tls_ctx_ != nullptr) SSL_CTX_free(tls_ctx_);
+}
+
+Status AdminServer::setTls(const config::AdminTls& cfg) {
+  if (!cfg.enabled) {
+    if (tls_ctx_ != nullptr) {
+      return Status(StatusCode::kFailedPrecondition,
+                    "admin.tls was removed; the admin listener stays TLS until a restart");
+    }
+    return Status::ok();
+  }
+  Result<SSL_CTX*> ctx = newAdminContext(cfg);
+  if (!ctx.isOk()) return ctx.status();
+  if (tls_ctx_ != nullptr) SSL_CTX_free(tls_ctx_);
+  tls_ctx_ = *ctx;
+  return Status::ok();
+}
+
+bufferevent* AdminServer::onNewConnection(event_base* base, void* arg) {
+  auto* self = static_cast<AdminServer*>(arg);
+  if (self->tls_ctx_ == nullptr) return nullptr;
+  SSL* ssl = SSL_new(self->tls_ctx_);
+  if (ssl == nullptr) return nullptr;
+  // fd -1: evhttp sets the accepted socket on it; the handshake starts then.
+  bufferevent* bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+  if (bev == nullptr) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  // A client that closes without close_notify (curl, many HTTP/1.1 clients) is not an error.
+  bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+  return bev;
 }
 
 void AdminServer::setMaxBodyBytes(uint64_t bytes) {
@@ -387,15 +508,8 @@ Status AdminServer::listen(const SocketAddress& addr) {
 
 bool AdminServer::authorized(const char* header) const {
   if (token_.empty() || header == nullptr) return false;
-  std::string_view h(header);
-  constexpr std::string_view kScheme = "bearer";
-  if (h.size() <= kScheme.size() || strncasecmp(h.data(), kScheme.data(), kScheme.size()) != 0 ||
-      (h[kScheme.size()] != ' ' && h[kScheme.size()] != '\t')) {
-    return false;
-  }
-  h.remove_prefix(kScheme.size());
-  while (!h.empty() && (h.front() == ' ' || h.front() == '\t')) h.remove_prefix(1);
-  while (!h.empty() && (h.back() == ' ' || h.back() == '\t')) h.remove_suffix(1);
+  std::string_view h = bearerOf(header);
+  if (h.empty()) return false;
   // Digests of equal length are compared in constant time, so neither the token's length nor
   // the position of the first wrong byte shows in the time taken.
   Digest presented = sha256(h);
@@ -424,7 +538,62 @@ void AdminServer::handle(evhttp_request* req) {
   if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
     evbuffer_add(evhttp_request_get_output_buffer(req), r.body.data(), r.body.size());
   }
+  if (audit_ != nullptr && isMutating(evhttp_request_get_command(req))) audit(req, r);
   evhttp_send_reply(req, r.code, reasonPhrase(r.code), nullptr);
+}
+
+void AdminServer::audit(evhttp_request* req, const Reply& reply) {
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* raw_path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  const std::string_view path = raw_path != nullptr ? raw_path : "";
+  if (path != "/v1" && path.rfind("/v1/", 0) != 0) return;
+  const evhttp_cmd_type method = evhttp_request_get_command(req);
+  // Metric pushes are a data feed, not a change (see the header); refused ones are kept.
+  const bool metric_push = method == EVHTTP_REQ_POST && path.size() > 8 &&
+                           path.substr(path.size() - 8) == "/metrics" &&
+                           path.rfind("/v1/pools/", 0) == 0;
+  if (metric_push && reply.code < 400) return;
+
+  AuditRecord a;
+  a.at = registry_.clock().wallNow();
+  a.method = methodName(method);
+  a.path = std::string(path);
+  a.status = reply.code;
+  if (reply.code >= 400) {
+    Json j = Json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+      a.error = j["error"].value("message", "");
+    }
+  }
+  a.token = tokenIdentity(
+      bearerOf(evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization")));
+  evhttp_connection* conn = evhttp_request_get_connection(req);
+  if (conn != nullptr) {
+    char* host = nullptr;
+    uint16_t port = 0;
+    evhttp_connection_get_peer(conn, &host, &port);
+    if (host != nullptr) {
+      const bool v6 = std::string_view(host).find(':') != std::string_view::npos;
+      a.remote =
+          (v6 ? "[" + std::string(host) + "]" : std::string(host)) + ":" + std::to_string(port);
+    }
+    bufferevent* bev = evhttp_connection_get_bufferevent(conn);
+    SSL* ssl = (bev != nullptr && tls_ctx_ != nullptr) ? bufferevent_openssl_get_ssl(bev) : nullptr;
+    if (ssl != nullptr) {
+      if (X509* cert = SSL_get1_peer_certificate(ssl); cert != nullptr) {
+        char subject[256];
+        X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+        a.client_cert = subject;
+        X509_free(cert);
+      }
+    }
+  }
+  evbuffer* in = evhttp_request_get_input_buffer(req);
+  const size_t len = std::min<size_t>(evbuffer_get_length(in), max_body_bytes_);
+  std::string body(len, '\0');
+  if (len > 0) evbuffer_copyout(in, body.data(), len);
+  a.body = body;
+  audit_->write(a);
 }
 
 AdminServer::Reply AdminServer::route(evhttp_request* req) {

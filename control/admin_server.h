@@ -53,6 +53,14 @@
 // soon as its Content-Length (or the chunks received) exceed it, before the handler runs and
 // before the rest is read: that 413 carries evhttp's own small HTML body and Connection: close
 // (libevent 2.1 has no hook to replace it).
+//
+// TLS (admin.tls): the same port speaks only TLS; a plain-HTTP client's bytes fail the
+// handshake and the connection is closed. mTLS (client_ca_file): the handshake fails without a
+// client certificate from that CA. The bearer token is required on /v1 either way.
+// Audit (setAuditLog): every PUT/POST/DELETE/PATCH on /v1 — accepted or refused, 401
+// included — is one line in the audit log, except successful metric pushes
+// (POST /v1/pools/{pool}/metrics): those are a data feed, often one per second, that changes
+// neither membership nor capacity, and would bury the changes the log exists for.
 
 #include <event2/event.h>
 
@@ -66,9 +74,13 @@
 
 #include "common/address.h"
 #include "common/status.h"
+#include "config/model.h"
+#include "control/audit_log.h"
 #include "control/pool_registry.h"
 
 struct evhttp;
+struct bufferevent;
+struct ssl_ctx_st;
 struct evhttp_request;
 struct evhttp_bound_socket;
 
@@ -119,10 +131,24 @@ class AdminServer {
   void setToken(std::string token);
   // Request bodies over this are refused with 413 (admin.max_request_body_bytes).
   void setMaxBodyBytes(uint64_t bytes);
+  // admin.tls: every connection accepted from now on is TLS (the same port serves /metrics,
+  // /healthz and /v1); with client_ca_file a client certificate signed by it is required.
+  // Reads and checks the files; on error the running TLS settings stay. Call before listen()
+  // to serve TLS from the first connection; again (SIGHUP) to pick up renewed files. Turning
+  // TLS off (cfg.enabled false) is refused once TLS is on: a listener never downgrades.
+  Status setTls(const config::AdminTls& cfg);
+  bool tlsEnabled() const { return tls_ctx_ != nullptr; }
+  // Where mutating /v1 calls are recorded (may be null: none). Not owned; must outlive the
+  // server or be reset first.
+  void setAuditLog(AuditLog* log) { audit_ = log; }
 
  private:
   struct Reply;
   static void onRequest(evhttp_request* req, void* arg);
+  // evhttp's per-connection bufferevent factory: a server-side OpenSSL bufferevent when TLS
+  // is on, else null (evhttp then makes a plain socket bufferevent).
+  static bufferevent* onNewConnection(event_base* base, void* arg);
+  void audit(evhttp_request* req, const Reply& reply);
   void handle(evhttp_request* req);
   Reply route(evhttp_request* req);
   bool authorized(const char* header) const;
@@ -136,6 +162,8 @@ class AdminServer {
   std::string token_;
   std::array<unsigned char, 32> token_digest_{};  // SHA-256 of token_
   uint64_t max_body_bytes_ = 64 * 1024;
+  ssl_ctx_st* tls_ctx_ = nullptr;  // owned; SSL objects hold their own references
+  AuditLog* audit_ = nullptr;
 };
 
 // Parses a PUT member body into `spec`, starting from `spec` (the current values, or the

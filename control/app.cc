@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "config/loader.h"
+#include "control/audit_log.h"
 #include "control/health_tracker.h"
 #include "control/metrics.h"
 #include "control/outlier.h"
@@ -128,11 +129,12 @@ int App::run() {
   hooks.decorate_pool = [this](const std::string& pool, nlohmann::json* j) {
     autoscale_->decoratePool(pool, j);
   };
-  autoscale_ = std::make_unique<AutoscaleController>(
-      base_, *registry_, SystemClock::instance(), outboxPathFor(state_path_), [this] {
-        publishIfChanged();
-        persistIfChanged();
-      });
+  autoscale_ = std::make_unique<AutoscaleController>(base_, *registry_, SystemClock::instance(),
+                                                     outboxPathFor(state_path_),
+                                                     autoscaleStatePathFor(state_path_), [this] {
+                                                       publishIfChanged();
+                                                       persistIfChanged();
+                                                     });
   st = autoscale_->applyConfig(*config_);
   if (st.isOk()) st = autoscale_->start();
   if (!st.isOk()) {
@@ -148,8 +150,10 @@ int App::run() {
   if (st.isOk()) {
     admin_->setToken(std::move(token).value());
     admin_->setMaxBodyBytes(config_->admin.max_request_body_bytes);
-    st = admin_->listen(config_->admin.listen);
+    st = admin_->setTls(config_->admin.tls);
   }
+  if (st.isOk()) st = openAuditLog(*config_);
+  if (st.isOk()) st = admin_->listen(config_->admin.listen);
   if (!st.isOk()) {
     SG_LOG(kError, "cannot start: admin API on %s: %s", config_->admin.listen.toString().c_str(),
            st.message().c_str());
@@ -157,9 +161,14 @@ int App::run() {
     proxy_->join();
     return 1;
   }
-  logEvent(LogLevel::kInfo, "admin listening",
-           {{"address", admin_->boundAddress().toString()},
-            {"token", config_->admin.token_file.empty() ? "none (/v1 refused)" : "from file"}});
+  logEvent(
+      LogLevel::kInfo, "admin listening",
+      {{"address", admin_->boundAddress().toString()},
+       {"token", config_->admin.token_file.empty() ? "none (/v1 refused)" : "from file"},
+       {"tls", !admin_->tlsEnabled()                       ? "off"
+               : config_->admin.tls.client_ca_file.empty() ? "on"
+                                                           : "on, client certificates required"},
+       {"audit_log", audit_.isOpen() ? audit_.path() : "off"}});
   prober_ = std::make_unique<Prober>(
       base_,
       [this](const std::string& pool, const std::string& member, const ProbeOutcome& o) {
@@ -300,6 +309,17 @@ std::string App::renderMetricsText() {
   return renderMetrics(in);
 }
 
+Status App::openAuditLog(const config::Config& cfg) {
+  const std::string path = auditLogPath(cfg, state_path_);
+  if (path.empty()) {
+    admin_->setAuditLog(nullptr);
+    return Status::ok();
+  }
+  if (!audit_.isOpen() || audit_.path() != path) SG_RETURN_IF_ERROR(audit_.open(path));
+  admin_->setAuditLog(&audit_);
+  return Status::ok();
+}
+
 Status App::persistNow() {
   uint64_t v = registry_->persistVersion();
   if (v == saved_persist_version_) return Status::ok();
@@ -307,8 +327,23 @@ Status App::persistNow() {
   if (st.isOk()) {
     saved_persist_version_ = v;
     failed_persist_version_ = 0;
+    return st;
   }
+  // The change stays in effect (the registry is the truth the data paths run on; the scaler
+  // retries idempotent PUTs anyway); the old file stays as it was and persistIfChanged()
+  // tries again every 5 s until the directory is writable.
+  noteSaveFailure(v, st);
   return st;
+}
+
+void App::noteSaveFailure(uint64_t version, const Status& st) {
+  if (failed_persist_version_ == 0) {
+    logEvent(LogLevel::kError, "state file write failed; the previous state file is kept",
+             {{"path", state_path_}, {"error", st.message()}});
+    registry_->addEvent("state_write_failed", "", "", st.message());
+  }
+  failed_persist_version_ = version;
+  next_persist_retry_ = SystemClock::instance().now() + std::chrono::seconds(5);
 }
 
 void App::persistIfChanged() {
@@ -318,18 +353,16 @@ void App::persistIfChanged() {
   if (v == failed_persist_version_ && now < next_persist_retry_) return;
   Status st = registry_->saveState(state_path_);
   if (st.isOk()) {
+    if (failed_persist_version_ != 0) {
+      logEvent(LogLevel::kInfo, "state file written again", {{"path", state_path_}});
+      registry_->addEvent("state_write_recovered", "", "", state_path_);
+    }
     saved_persist_version_ = v;
     failed_persist_version_ = 0;
     return;
   }
   // The old file stays as it was; try again in a while (an operator may fix the directory).
-  if (failed_persist_version_ != v) {
-    logEvent(LogLevel::kError, "state file write failed; the previous state file is kept",
-             {{"path", state_path_}, {"error", st.message()}});
-    registry_->addEvent("state_write_failed", "", "", st.message());
-  }
-  failed_persist_version_ = v;
-  next_persist_retry_ = now + std::chrono::seconds(5);
+  noteSaveFailure(v, st);
 }
 
 void App::updateProbeTargets() {
@@ -461,6 +494,22 @@ void App::reload() {
   }
   admin_->setToken(std::move(token).value());
   admin_->setMaxBodyBytes(cfg->admin.max_request_body_bytes);
+  // Renewed admin certificates are picked up here; a bad file keeps the running ones.
+  if (cfg->admin.tls.enabled != admin_->tlsEnabled()) {
+    logEvent(LogLevel::kWarn, "admin.tls turned on or off; it takes effect at the next restart",
+             {{"running", admin_->tlsEnabled() ? "tls" : "plain http"}});
+  } else if (cfg->admin.tls.enabled) {
+    if (Status ts = admin_->setTls(cfg->admin.tls); !ts.isOk()) {
+      logEvent(LogLevel::kError, "admin TLS files not reloaded; keeping the running ones",
+               {{"error", ts.message()}});
+      registry_->addEvent("reload_warning", "", "", ts.message());
+    }
+  }
+  if (Status as = openAuditLog(*cfg); !as.isOk()) {
+    logEvent(LogLevel::kError, "audit log not reopened; keeping the running one",
+             {{"error", as.message()}});
+    registry_->addEvent("reload_warning", "", "", as.message());
+  }
   applyLogSettings(*cfg);
   config_ = cfg;
   listener_tls_ = std::move(tls);

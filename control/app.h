@@ -17,6 +17,7 @@
 #include "config/model.h"
 #include "config/snapshot.h"
 #include "control/admin_server.h"
+#include "control/audit_log.h"
 #include "control/autoscale_controller.h"
 #include "control/dataplane_link.h"
 #include "control/listen_sockets.h"
@@ -56,6 +57,10 @@ class App {
   void persistIfChanged();
   // Saves the state file now if membership changed; the error when it could not.
   Status persistNow();
+  // Logs (once per run of failures) and schedules the retry of a failed state file write.
+  void noteSaveFailure(uint64_t version, const Status& st);
+  // Opens admin.audit_log (or none) and hands it to the admin server.
+  Status openAuditLog(const config::Config& cfg);
   std::string renderMetricsText();
   // The admin bearer token from cfg.admin.token_file ("" when none is configured).
   static Result<std::string> readAdminToken(const config::Config& cfg);
@@ -80,6 +85,7 @@ class App {
   std::string last_tls_error_;
   MonoTime next_tls_check_{};
   std::unique_ptr<Prober> prober_;
+  AuditLog audit_;  // before admin_: the server points at it
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<AutoscaleController> autoscale_;
   std::unique_ptr<DataplaneLink> dataplane_;  // DPDK L4 path; only with l4 listeners

@@ -9,6 +9,7 @@
 #include "common/webhook_signature.h"
 #include "control/metrics.h"
 #include "control/scale_in_selector.h"
+#include "control/state_file.h"
 
 namespace scalegate::control {
 namespace {
@@ -127,19 +128,44 @@ std::string describe(const config::CountOrPercent& c) {
 
 }  // namespace
 
-std::string outboxPathFor(const std::string& state_path) {
+namespace {
+std::string besideStateFile(const std::string& state_path, const char* suffix) {
   static constexpr std::string_view kSuffix = ".state.json";
   if (state_path.size() > kSuffix.size() &&
       state_path.compare(state_path.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0) {
-    return state_path.substr(0, state_path.size() - kSuffix.size()) + ".outbox.json";
+    return state_path.substr(0, state_path.size() - kSuffix.size()) + suffix;
   }
-  return state_path + ".outbox.json";
+  return state_path + suffix;
+}
+
+constexpr int kStateVersion = 1;
+
+int64_t unixMs(WallTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+WallTime fromUnixMs(int64_t ms) {
+  return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::milliseconds(ms)));
+}
+}  // namespace
+
+std::string outboxPathFor(const std::string& state_path) {
+  return besideStateFile(state_path, ".outbox.json");
+}
+
+std::string autoscaleStatePathFor(const std::string& state_path) {
+  return besideStateFile(state_path, ".autoscale.json");
 }
 
 AutoscaleController::AutoscaleController(event_base* base, PoolRegistry& registry,
                                          const Clock& clock, std::string outbox_path,
-                                         std::function<void()> changed)
-    : base_(base), registry_(registry), clock_(clock), changed_(std::move(changed)) {
+                                         std::string state_path, std::function<void()> changed)
+    : base_(base),
+      registry_(registry),
+      clock_(clock),
+      changed_(std::move(changed)),
+      state_path_(std::move(state_path)),
+      mono_epoch_(clock.now()),
+      wall_epoch_(clock.wallNow()) {
   WebhookSender::Hooks hooks;
   hooks.on_delivered = [this](const std::string& id, const ScaleEvent& e) { onDelivered(id, e); };
   hooks.on_failed = [this](const std::string& id, const ScaleEvent& e, const std::string& err) {
@@ -220,7 +246,133 @@ std::string AutoscaleController::secretFor(const std::string& pool, const std::s
   return "";
 }
 
+std::string AutoscaleController::renderState() const {
+  Json pools = Json::object();
+  for (const auto& [name, ps] : pools_) {
+    if (!ps->desired_known) continue;
+    Json j{{"desired", ps->desired}};
+    if (ps->provisioning_until != MonoTime{}) {
+      j["provisioning_until_unix_ms"] = unixMs(wallOf(ps->provisioning_until));
+    }
+    if (auto at = ps->autoscaler.lastScaledAt(); at.has_value()) {
+      j["last_scaled_unix_ms"] = unixMs(wallOf(*at));
+      j["last_direction"] = scaleDirectionName(ps->autoscaler.lastDirection());
+    }
+    if (ps->scale_in.has_value()) {
+      const ScaleIn& si = *ps->scale_in;
+      ScaleEvent e;
+      e.type = ScaleEventType::kScaleIn;
+      e.pool = name;
+      e.old_capacity = si.old_capacity;
+      e.new_capacity = si.new_capacity;
+      e.reason = si.reason;
+      e.zones = si.zones;
+      e.instances = si.ids;
+      e.created_at = wallOf(si.started);
+      j["scale_in"] = Json::parse(renderScalegatePayload(e, "pending"));
+      j["scale_in_started_unix_ms"] = unixMs(wallOf(si.started));
+    }
+    pools[name] = std::move(j);
+  }
+  return Json{{"version", kStateVersion}, {"pools", std::move(pools)}}.dump(
+             1, ' ', false, Json::error_handler_t::replace) +
+         "\n";
+}
+
+void AutoscaleController::persistState() {
+  if (state_path_.empty()) return;
+  std::string text = renderState();
+  if (text == state_written_) return;
+  Status st = replaceFileAtomically(state_path_, text);
+  if (st.isOk()) {
+    state_written_ = std::move(text);
+    if (state_write_failing_) {
+      state_write_failing_ = false;
+      logEvent(LogLevel::kInfo, "autoscale state file written again", {{"path", state_path_}});
+    }
+    return;
+  }
+  ++state_write_errors_;
+  if (!state_write_failing_) {
+    state_write_failing_ = true;
+    logEvent(LogLevel::kError, "autoscale state file write failed; retrying every second",
+             {{"path", state_path_}, {"error", st.message()}});
+    registry_.addEvent("state_write_failed", "", "", st.message());
+  }
+}
+
+Status AutoscaleController::loadState() {
+  if (state_path_.empty()) return Status::ok();
+  auto text = readWholeFile(state_path_);
+  if (!text.isOk()) {
+    return text.status().code() == StatusCode::kNotFound ? Status::ok() : text.status();
+  }
+  const std::string where = "autoscale state " + state_path_ + ": ";
+  Json root = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object() || !root.contains("pools") ||
+      !root["pools"].is_object()) {
+    return invalidArgument(where + "not a JSON object with \"pools\"");
+  }
+  if (root.value("version", 0) != kStateVersion) {
+    return invalidArgument(where + "unknown version (want " + std::to_string(kStateVersion) + ")");
+  }
+  const MonoTime now = clock_.now();
+  const WallTime wall = clock_.wallNow();
+  // A wall time of the previous run as a monotonic time of this one.
+  auto monoOf = [&](int64_t unix_ms) {
+    return now + std::chrono::duration_cast<Duration>(fromUnixMs(unix_ms) - wall);
+  };
+  size_t restored = 0;
+  for (auto it = root["pools"].begin(); it != root["pools"].end(); ++it) {
+    PoolState* ps = state(it.key());
+    if (ps == nullptr) continue;  // no longer autoscaled
+    const Json& j = it.value();
+    try {
+      ps->desired = j.at("desired").get<uint32_t>();
+      ps->desired_known = true;
+      if (j.contains("provisioning_until_unix_ms")) {
+        ps->provisioning_until = monoOf(j["provisioning_until_unix_ms"].get<int64_t>());
+        // A deadline already past still ends in the next reconcile (with its event).
+        if (ps->provisioning_until <= MonoTime{}) ps->provisioning_until = now;
+      }
+      if (j.contains("last_scaled_unix_ms")) {
+        const std::string dir = j.value("last_direction", "none");
+        ps->autoscaler.recordScaled(dir == "out"  ? ScaleDirection::kOut
+                                    : dir == "in" ? ScaleDirection::kIn
+                                                  : ScaleDirection::kNone,
+                                    monoOf(j["last_scaled_unix_ms"].get<int64_t>()));
+      }
+      if (j.contains("scale_in")) {
+        auto e = parseScalegatePayload(j["scale_in"].dump());
+        if (!e.isOk()) return invalidArgument(where + it.key() + ": " + e.status().message());
+        ScaleIn si;
+        si.ids = e->instances;
+        si.old_capacity = e->old_capacity;
+        si.new_capacity = e->new_capacity;
+        si.reason = e->reason;
+        si.zones = e->zones;
+        si.started = monoOf(j.value("scale_in_started_unix_ms", unixMs(wall)));
+        ps->scale_in = std::move(si);
+      }
+    } catch (const Json::exception& e) {
+      return invalidArgument(where + it.key() + ": " + e.what());
+    }
+    ++restored;
+    registry_.addEvent("autoscale_state_restored", it.key(), "",
+                       "desired " + std::to_string(ps->desired) +
+                           (ps->scale_in.has_value() ? ", a scale-in draining" : "") +
+                           (ps->provisioning_until != MonoTime{} ? ", provisioning" : ""));
+  }
+  state_written_ = *text;
+  if (restored > 0) {
+    logEvent(LogLevel::kInfo, "autoscale state restored",
+             {{"path", state_path_}, {"pools", std::to_string(restored)}});
+  }
+  return Status::ok();
+}
+
 Status AutoscaleController::start() {
+  SG_RETURN_IF_ERROR(loadState());
   Result<size_t> resumed = sender_->loadOutbox();
   if (!resumed.isOk()) return resumed.status();
   if (*resumed > 0) {
@@ -279,6 +431,7 @@ void AutoscaleController::tick() {
   }
   registry_changed = registry_.version() != version_before;
   if (registry_changed && changed_) changed_();
+  persistState();
 }
 
 void AutoscaleController::reconcile(PoolState& ps, const PoolRecord& p, MonoTime now) {
@@ -352,6 +505,12 @@ void AutoscaleController::scaleOut(PoolState& ps, const PoolRecord& p,
   if (cfg.zones.empty()) e.zones.clear();
   e.reason = std::move(reason);
   e.created_at = clock_.wallNow();
+  // Desired first, on disk, then the webhook (see the header: a crash in between must not lead
+  // to a second scale_out for the same instances).
+  ps.desired = capacity;
+  ps.provisioning_until = now + kProvisionTimeout;
+  ps.autoscaler.recordScaled(ScaleDirection::kOut, now);
+  persistState();
   std::string id = send(ps, e);
   ++ps.scale_outs;
   registry_.addEvent("scale_out", p.name, "",
@@ -363,8 +522,6 @@ void AutoscaleController::scaleOut(PoolState& ps, const PoolRecord& p,
             {"to", std::to_string(capacity)},
             {"reason", e.reason.message},
             {"webhook_id", id}});
-  ps.desired = capacity;
-  ps.provisioning_until = now + kProvisionTimeout;
 }
 
 bool AutoscaleController::scaleIn(PoolState& ps, const PoolRecord& p,
@@ -766,6 +923,7 @@ std::optional<ActionReply> AutoscaleController::poolAction(const std::string& po
     if (method != "POST") return notAllowed("GET, HEAD, POST");
     ActionReply r = manualScale(*ps, *p, *cfg, body);
     if (changed_) changed_();
+    persistState();
     return r;
   }
   if (action == "metrics") {

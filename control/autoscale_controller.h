@@ -23,6 +23,17 @@
 // back to the members present and the autoscaler decides again from there.
 // Evaluations pause while a scale-in drains or a rolling upgrade runs (Azure does not act while
 // a scale operation is in progress).
+//
+// Restarts: what a crash must not lose is written to `<state>.autoscale.json` (atomically,
+// whenever it changes): per pool the desired capacity, the provisioning deadline, the last
+// scale (for cooldowns) and a scale-in being drained (the instances and the event to send).
+// Without it a restart during a scale-out would start from the members present, decide again
+// and ask the scaler for the same instances twice; a restart during a scale-in would leave its
+// members drained forever and never send the scale_in webhook. The desired capacity is written
+// before the scale_out webhook is queued, so a crash between the two can delay a scale-out
+// (until kProvisionTimeout) but never double it. Webhooks themselves survive in the outbox.
+// A rolling upgrade in progress is not persisted: after a restart it stops where it was (its
+// batch webhook still goes out from the outbox); start it again with POST .../upgrade.
 
 #include <deque>
 #include <map>
@@ -56,9 +67,11 @@ class AutoscaleController {
   static constexpr size_t kMaxDecisionsKept = 50;
 
   // `changed` is called after the controller changed the registry (drains, undrains): App
-  // publishes a snapshot and saves the state file. `outbox_path` "" = no persisted outbox.
+  // publishes a snapshot and saves the state file. `outbox_path` "" = no persisted outbox;
+  // `state_path` "" = autoscale state kept in memory only.
   AutoscaleController(event_base* base, PoolRegistry& registry, const Clock& clock,
-                      std::string outbox_path, std::function<void()> changed);
+                      std::string outbox_path, std::string state_path,
+                      std::function<void()> changed);
   ~AutoscaleController();
   AutoscaleController(const AutoscaleController&) = delete;
   AutoscaleController& operator=(const AutoscaleController&) = delete;
@@ -68,7 +81,8 @@ class AutoscaleController {
   // reload the pool keeps its previous scaler target.
   Status applyConfig(const config::Config& cfg);
 
-  // Loads the outbox (pending webhooks of the previous run) and starts the 1-second tick.
+  // Loads the autoscale state and the outbox (pending webhooks) of the previous run and starts
+  // the 1-second tick. Call after applyConfig(). A corrupt state file is an error.
   Status start();
 
   // One pass of the loop (the timer calls it every second; tests call it directly).
@@ -136,6 +150,11 @@ class AutoscaleController {
   void onDelivered(const std::string& id, const ScaleEvent& event);
   void onFailed(const std::string& id, const ScaleEvent& event, const std::string& error);
   std::string secretFor(const std::string& pool, const std::string& url) const;
+  // Writes the autoscale state file when its contents changed; logs the first failure of a run.
+  void persistState();
+  Status loadState();
+  std::string renderState() const;
+  WallTime wallOf(MonoTime t) const { return wall_epoch_ + (t - mono_epoch_); }
 
   nlohmann::json autoscaleJson(const PoolState& ps, const PoolRecord& p,
                                const config::AutoscaleConfig& cfg) const;
@@ -156,9 +175,19 @@ class AutoscaleController {
   std::map<std::string, std::unique_ptr<PoolState>> pools_;
   std::map<std::string, std::string> secrets_;  // by secret file path
   event* timer_ = nullptr;
+  std::string state_path_;
+  std::string state_written_;  // the file's contents as last written
+  bool state_write_failing_ = false;
+  uint64_t state_write_errors_ = 0;
+  // Monotonic times are written as wall times through one fixed pair of readings, so the
+  // contents only change when the state does.
+  MonoTime mono_epoch_{};
+  WallTime wall_epoch_{};
 };
 
 // Where the outbox lives next to the state file: "x.state.json" -> "x.outbox.json".
 std::string outboxPathFor(const std::string& state_path);
+// "x.state.json" -> "x.autoscale.json".
+std::string autoscaleStatePathFor(const std::string& state_path);
 
 }  // namespace scalegate::control

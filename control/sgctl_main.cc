@@ -1,17 +1,21 @@
 // sgctl: the admin CLI of scalegate. A thin client of the /v1 admin API (README.md "Admin API"):
 // every command is one HTTP request; the answer is printed as a table or, with --json, as the
 // JSON the API returned. Exit status: 0 on 2xx, 1 when the API refused (its message is printed),
-// 2 on usage errors, 3 when the admin API could not be reached.
+// 2 on usage errors, 3 when the admin API could not be reached (or its TLS certificate did not
+// verify). https:// admin URLs use TLS, verified against --cacert (else the system CAs).
 
 #include <arpa/inet.h>
 #include <netdb.h>
-#include <poll.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +32,14 @@ using Json = nlohmann::json;
 struct Endpoint {
   std::string host = "127.0.0.1";
   std::string port = "9900";
+  bool tls = false;
+};
+
+// TLS settings for an https:// admin URL.
+struct TlsOptions {
+  std::string ca_file;    // "" = the system's default CA paths
+  std::string cert_file;  // client certificate (admin.tls.client_ca_file on the server)
+  std::string key_file;
 };
 
 struct HttpAnswer {
@@ -35,17 +47,18 @@ struct HttpAnswer {
   std::string body;
 };
 
-// "http://host:port" (the only scheme the admin API serves today), "host:port" or ":port".
+// "http://host:port", "https://host:port", "host:port" or ":port".
 bool parseAdminUrl(std::string url, Endpoint* out, std::string* error) {
-  if (url.rfind("http://", 0) == 0) url = url.substr(7);
-  if (url.rfind("https://", 0) == 0) {
-    *error = "https admin URLs are not supported by this sgctl";
-    return false;
+  if (url.rfind("http://", 0) == 0) {
+    url = url.substr(7);
+  } else if (url.rfind("https://", 0) == 0) {
+    url = url.substr(8);
+    out->tls = true;
   }
   while (!url.empty() && url.back() == '/') url.pop_back();
   size_t colon = url.rfind(':');
   if (colon == std::string::npos || colon + 1 == url.size()) {
-    *error = "admin address must look like http://127.0.0.1:9900";
+    *error = "admin address must look like http://127.0.0.1:9900 or https://host:9900";
     return false;
   }
   std::string host = url.substr(0, colon);
@@ -56,44 +69,148 @@ bool parseAdminUrl(std::string url, Endpoint* out, std::string* error) {
   return true;
 }
 
-bool sendAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
+std::string tlsErrors() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    if (!out.empty()) out += "; ";
+    out += buf;
   }
-  return true;
+  return out.empty() ? "connection closed during the handshake" : out;
 }
 
+// One connection to the admin API, plain or TLS; blocking I/O bounded by socket timeouts.
+class Connection {
+ public:
+  ~Connection() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+    if (ctx_ != nullptr) SSL_CTX_free(ctx_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool open(const Endpoint& ep, const TlsOptions& tls, int timeout_ms, std::string* error) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(ep.host.c_str(), ep.port.c_str(), &hints, &res);
+    if (rc != 0) {
+      *error = "cannot resolve " + ep.host + ": " + gai_strerror(rc);
+      return false;
+    }
+    std::string last = "no address";
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+      fd_ = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+      if (fd_ < 0) continue;
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+      if (::connect(fd_, ai->ai_addr, ai->ai_addrlen) == 0) break;
+      last = std::strerror(errno);
+      ::close(fd_);
+      fd_ = -1;
+    }
+    freeaddrinfo(res);
+    if (fd_ < 0) {
+      *error = "cannot connect to the admin API at " + ep.host + ":" + ep.port + ": " + last;
+      return false;
+    }
+    if (!ep.tls) return true;
+    ERR_clear_error();
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    if (ctx_ == nullptr) {
+      *error = "TLS: " + tlsErrors();
+      return false;
+    }
+    SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+    // The admin server may close without close_notify after a Connection: close answer; a
+    // truncated answer is caught by its Content-Length instead.
+    SSL_CTX_set_options(ctx_, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+    int ok = tls.ca_file.empty()
+                 ? SSL_CTX_set_default_verify_paths(ctx_)
+                 : SSL_CTX_load_verify_locations(ctx_, tls.ca_file.c_str(), nullptr);
+    if (ok != 1) {
+      *error = "cannot load the CA file " + tls.ca_file + ": " + tlsErrors();
+      return false;
+    }
+    if (!tls.cert_file.empty()) {
+      const std::string& key = tls.key_file.empty() ? tls.cert_file : tls.key_file;
+      if (SSL_CTX_use_certificate_chain_file(ctx_, tls.cert_file.c_str()) != 1 ||
+          SSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+        *error = "cannot load the client certificate " + tls.cert_file + ": " + tlsErrors();
+        return false;
+      }
+    }
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_);
+    // The certificate must name what the URL names: an IP address (SAN IP) or a host name
+    // (SAN DNS, also sent as SNI).
+    in6_addr ip{};
+    const bool is_ip = inet_pton(AF_INET, ep.host.c_str(), &ip) == 1 ||
+                       inet_pton(AF_INET6, ep.host.c_str(), &ip) == 1;
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+    if (is_ip) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, ep.host.c_str());
+    } else {
+      SSL_set_tlsext_host_name(ssl_, ep.host.c_str());
+      SSL_set1_host(ssl_, ep.host.c_str());
+    }
+    if (SSL_connect(ssl_) != 1) {
+      long verify = SSL_get_verify_result(ssl_);
+      *error =
+          "TLS handshake with " + ep.host + ":" + ep.port + " failed: " +
+          (verify != X509_V_OK ? std::string(X509_verify_cert_error_string(verify)) : tlsErrors());
+      return false;
+    }
+    return true;
+  }
+  bool sendAll(const std::string& data) {
+    size_t off = 0;
+    while (off < data.size()) {
+      ssize_t n;
+      if (ssl_ != nullptr) {
+        n = SSL_write(ssl_, data.data() + off, static_cast<int>(data.size() - off));
+      } else {
+        n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+      }
+      if (n <= 0) return false;
+      off += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  // > 0 bytes, 0 at the end of the answer, < 0 on an error or timeout.
+  ssize_t read(char* buf, size_t len) {
+    if (ssl_ != nullptr) {
+      int n = SSL_read(ssl_, buf, static_cast<int>(len));
+      if (n > 0) return n;
+      int err = SSL_get_error(ssl_, n);
+      // The peer closing (with or without close_notify) ends an HTTP/1.1 Connection: close
+      // answer.
+      if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0)) return 0;
+      if (errno == 0) errno = EPROTO;
+      return -1;
+    }
+    for (;;) {
+      ssize_t n = ::recv(fd_, buf, len, 0);
+      if (n < 0 && errno == EINTR) continue;
+      return n;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+};
+
 // One request with Connection: close; the whole answer is read until EOF (bounded by a deadline).
-bool request(const Endpoint& ep, const std::string& token, const std::string& method,
-             const std::string& path, const std::string& body, int timeout_ms, HttpAnswer* out,
-             std::string* error) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(ep.host.c_str(), ep.port.c_str(), &hints, &res);
-  if (rc != 0) {
-    *error = "cannot resolve " + ep.host + ": " + gai_strerror(rc);
-    return false;
-  }
-  int fd = -1;
-  std::string last = "no address";
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
-    last = std::strerror(errno);
-    ::close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  if (fd < 0) {
-    *error = "cannot connect to the admin API at " + ep.host + ":" + ep.port + ": " + last;
-    return false;
-  }
+bool request(const Endpoint& ep, const TlsOptions& tls, const std::string& token,
+             const std::string& method, const std::string& path, const std::string& body,
+             int timeout_ms, HttpAnswer* out, std::string* error) {
+  Connection conn;
+  if (!conn.open(ep, tls, timeout_ms, error)) return false;
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + ep.host + ":" + ep.port +
                     "\r\nConnection: close\r\nAccept: application/json\r\nUser-Agent: sgctl\r\n";
   if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
@@ -102,38 +219,28 @@ bool request(const Endpoint& ep, const std::string& token, const std::string& me
         "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   }
   req += "\r\n" + body;
-  if (!sendAll(fd, req)) {
+  if (!conn.sendAll(req)) {
     *error = std::string("cannot send the request: ") + std::strerror(errno);
-    ::close(fd);
     return false;
   }
   std::string raw;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   char buf[16384];
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now())
-                    .count();
-    if (left <= 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
       *error = "timed out waiting for the admin API";
-      ::close(fd);
       return false;
     }
-    pollfd p{fd, POLLIN, 0};
-    int pr = ::poll(&p, 1, static_cast<int>(left));
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr <= 0) continue;
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = conn.read(buf, sizeof(buf));
     if (n < 0) {
-      *error = std::string("read failed: ") + std::strerror(errno);
-      ::close(fd);
+      *error = errno == EAGAIN || errno == EWOULDBLOCK
+                   ? std::string("timed out waiting for the admin API")
+                   : std::string("read failed: ") + std::strerror(errno);
       return false;
     }
     if (n == 0) break;
     raw.append(buf, static_cast<size_t>(n));
   }
-  ::close(fd);
   size_t head_end = raw.find("\r\n\r\n");
   if (raw.rfind("HTTP/1.", 0) != 0 || head_end == std::string::npos || raw.size() < 12) {
     *error = "the admin API sent a malformed answer";
@@ -145,6 +252,14 @@ bool request(const Endpoint& ep, const std::string& token, const std::string& me
   // The admin API answers with Content-Length; a chunked body is decoded for robustness.
   std::string lower = head;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (size_t cl = lower.find("\r\ncontent-length:"); cl != std::string::npos) {
+    const size_t want = std::strtoul(lower.c_str() + cl + 17, nullptr, 10);
+    if (out->body.size() < want) {
+      *error = "the admin API's answer was cut short (" + std::to_string(out->body.size()) +
+               " of " + std::to_string(want) + " bytes)";
+      return false;
+    }
+  }
   if (lower.find("transfer-encoding: chunked") != std::string::npos) {
     std::string decoded;
     size_t pos = 0;
@@ -241,9 +356,18 @@ int main(int argc, char** argv) {
   std::string token_file;
   bool json_out = false;
   int timeout_ms = 10000;
-  cli.add_option("-a,--admin", admin, "admin API address (default http://127.0.0.1:9900)")
+  cli.add_option("-a,--admin", admin,
+                 "admin API address: http://host:port or https://host:port (default "
+                 "http://127.0.0.1:9900)")
       ->envname("SCALEGATE_ADMIN");
   cli.add_option("-t,--token-file", token_file, "file holding the admin bearer token");
+  TlsOptions tls;
+  cli.add_option("--cacert", tls.ca_file,
+                 "PEM CA file to verify an https:// admin API's certificate (default: the "
+                 "system's CAs)")
+      ->envname("SCALEGATE_ADMIN_CACERT");
+  cli.add_option("--cert", tls.cert_file, "PEM client certificate (admin.tls.client_ca_file)");
+  cli.add_option("--key", tls.key_file, "PEM key of --cert (default: in the --cert file)");
   cli.add_flag("--json", json_out, "print the API's JSON answer instead of a table");
   cli.add_option("--timeout-ms", timeout_ms, "how long to wait for an answer (default 10000)")
       ->check(CLI::Range(100, 600000));
@@ -312,6 +436,7 @@ int main(int argc, char** argv) {
   c_events->add_option("--since", since, "only events after this seq");
   c_events->add_flag("-f,--follow", follow, "keep printing new events (Ctrl-C stops)");
 
+  std::signal(SIGPIPE, SIG_IGN);  // a peer that closes early is an error to report, not a kill
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -330,7 +455,7 @@ int main(int argc, char** argv) {
   auto call = [&](const std::string& method, const std::string& path, const std::string& body,
                   Json* out) -> int {
     HttpAnswer a;
-    if (!request(ep, token, method, path, body, timeout_ms, &a, &error)) {
+    if (!request(ep, tls, token, method, path, body, timeout_ms, &a, &error)) {
       std::fprintf(stderr, "sgctl: %s\n", error.c_str());
       return 3;
     }

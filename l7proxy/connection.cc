@@ -721,7 +721,12 @@ bool frameRequestBody(ClientConn* c) {
 bool canRetry(const ClientConn* c) {
   const Exchange& ex = c->ex;
   if (ex.resp_head_done || ex.resp_started) return false;
-  if (!isIdempotent(ex.method) || ex.req_body != BodyKind::kNone) return false;
+  // A connection that never came up (refused, connect timeout, failed TLS handshake) carried
+  // no byte of the request, so any request may go to another member (Envoy connect-failure,
+  // nginx proxy_next_upstream error). Once the request went out, only idempotent requests
+  // without a body: the member may have acted on it.
+  const bool sent = ex.up != nullptr && ex.up->connected;
+  if (sent && (!isIdempotent(ex.method) || ex.req_body != BodyKind::kNone)) return false;
   if (ex.up != nullptr && ex.up->in != nullptr && !ex.up->in->empty()) return false;
   uint32_t max = 1 + ex.pool->cfg->upstream.retries;
   return ex.attempts < std::min<uint32_t>(max, kMaxAttempts);

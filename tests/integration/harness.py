@@ -493,7 +493,10 @@ class Scalegate:
     """One scalegate process. `config` is YAML text or a dict (rendered as YAML). The ports to
     wait for are the `listen: 127.0.0.1:PORT` addresses of the config unless given."""
 
-    def __init__(self, config, workers=1, ports=None, extra_args=()):
+    def __init__(self, config, workers=1, ports=None, extra_args=(), wrapper=()):
+        """`wrapper` is a command prefix the binary runs under (e.g. unshare + mount); it must
+        exec scalegate, so that the process's pid and signals are scalegate's."""
+        self.wrapper = list(wrapper)
         self.dir = tempfile.mkdtemp(prefix="scalegate-")
         self.config_path = os.path.join(self.dir, "scalegate.yaml")
         self.log_path = os.path.join(self.dir, "scalegate.log")
@@ -532,7 +535,7 @@ class Scalegate:
         args = [SCALEGATE, "--config", self.config_path]
         if self.workers:
             args += ["--workers", str(self.workers)]
-        self.proc = subprocess.Popen(args + self.extra_args, stdout=self._log_file,
+        self.proc = subprocess.Popen(self.wrapper + args + self.extra_args, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if wait:
             def started():

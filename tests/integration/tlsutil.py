@@ -4,12 +4,13 @@ import os
 import subprocess
 
 
-def make_cert(directory, name, cn, sans, org="scalegate-test"):
-    """A self-signed P-256 certificate for `cn` with DNS SANs; returns (cert path, key path).
-    Written under temporary names and renamed, so a reader never sees half a file."""
+def make_cert(directory, name, cn, sans, org="scalegate-test", ips=()):
+    """A self-signed P-256 certificate for `cn` with DNS SANs (and IP SANs `ips`); returns
+    (cert path, key path). Written under temporary names and renamed, so a reader never sees
+    half a file."""
     cert = os.path.join(directory, name + ".crt")
     key = os.path.join(directory, name + ".key")
-    san = ",".join("DNS:" + s for s in sans)
+    san = ",".join(["DNS:" + s for s in sans] + ["IP:" + i for i in ips])
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-days", "2", "-subj", "/O=%s/CN=%s" % (org, cn),

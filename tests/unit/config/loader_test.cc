@@ -958,6 +958,73 @@ pools: { web: {} }
       hasError(big, "web.yaml:1: admin.max_request_body_bytes: 17M is out of range (1k..16M)"));
 }
 
+TEST(Loader, AdminTlsAndAuditLog) {
+  LoadResult r = load(R"(admin:
+  listen: 127.0.0.1:9443
+  tls: { cert_file: /etc/sg/admin.crt, key_file: /etc/sg/admin.key, client_ca_file: /etc/sg/ca.pem }
+  audit_log: /var/log/scalegate/audit.log
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools:
+  web: {}
+)");
+  ASSERT_TRUE(r.ok()) << r.errorText();
+  EXPECT_TRUE(r.config.admin.tls.enabled);
+  EXPECT_EQ(r.config.admin.tls.cert_file, "/etc/sg/admin.crt");
+  EXPECT_EQ(r.config.admin.tls.key_file, "/etc/sg/admin.key");
+  EXPECT_EQ(r.config.admin.tls.client_ca_file, "/etc/sg/ca.pem");
+  EXPECT_EQ(r.config.admin.audit_log, "/var/log/scalegate/audit.log");
+
+  LoadResult no_mtls =
+      load(R"(admin: { tls: { cert_file: a.crt, key_file: a.key }, audit_log: "off" }
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools: { web: {} }
+)");
+  ASSERT_TRUE(no_mtls.ok()) << no_mtls.errorText();
+  EXPECT_TRUE(no_mtls.config.admin.tls.enabled);
+  EXPECT_EQ(no_mtls.config.admin.tls.client_ca_file, "");
+  EXPECT_EQ(no_mtls.config.admin.audit_log, "off");
+
+  LoadResult d = load(withPools("    {}\n"));
+  ASSERT_TRUE(d.ok()) << d.errorText();
+  EXPECT_FALSE(d.config.admin.tls.enabled);
+  EXPECT_EQ(d.config.admin.audit_log, "");
+}
+
+TEST(Loader, AdminTlsErrors) {
+  LoadResult r = load(R"(admin:
+  tls:
+    key_file: ""
+    client_ca: x
+  audit_log: /var/log/
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools:
+  web: {}
+)");
+  EXPECT_TRUE(hasErrorLike(r, 4, "admin.tls.client_ca", "unknown key \"client_ca\""));
+  EXPECT_TRUE(hasErrorLike(r, 5, "admin.audit_log", "bad audit_log \"/var/log/\""));
+
+  LoadResult missing = load(R"(admin:
+  tls:
+    key_file: ""
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools:
+  web: {}
+)");
+  EXPECT_TRUE(hasErrorLike(missing, 2, "admin.tls.cert_file", "missing required key"));
+  EXPECT_TRUE(hasErrorLike(missing, 3, "admin.tls.key_file", "bad key_file \"\""));
+
+  LoadResult scalar = load(R"(admin: { tls: yes }
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, routes: [ { pool: web } ] }
+pools: { web: {} }
+)");
+  EXPECT_TRUE(hasErrorLike(scalar, 1, "admin.tls", "expected a map"));
+}
+
 TEST(Loader, OutlierLowHealthDrainTimeout) {
   LoadResult r = load(withPools(R"(    outlier:
       enabled: false
