@@ -612,13 +612,16 @@ TEST_F(ProberTest, SetTargetsCancelsRemovedAndRestartsChanged) {
   // Remove b and the hung one (its probe is in flight): neither reports again.
   prober_->setTargets({a});
   EXPECT_EQ(prober_->targetCount(), 1u);
-  EXPECT_EQ(prober_->inFlight(), 0u);
+  // Only a's own probe may still be in flight (it is kept: a did not change); on a loaded
+  // machine it often is.
+  EXPECT_LE(prober_->inFlight(), 1u);
+  size_t a_seen = countOf("a");
   size_t b_seen = countOf("b");
   size_t hung_seen = countOf("hung");
   runFor(250ms);
   EXPECT_EQ(countOf("b"), b_seen);
   EXPECT_EQ(countOf("hung"), hung_seen);
-  EXPECT_GE(countOf("a"), 3u);
+  EXPECT_TRUE(runUntil([&] { return countOf("a") >= a_seen + 2; }, 2s)) << "a stopped probing";
 
   // A changed address is a new target.
   a.address = loopback(closedPort());
