@@ -187,7 +187,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   peer.sin_port = htons(40000);
   peer.sin_addr.s_addr = htonl(0x7f000001);
   w.refreshNow();
-  scalegate::l7proxy::acceptClient(&w, sv[0], reinterpret_cast<sockaddr*>(&peer), sizeof(peer), 0);
+  scalegate::l7proxy::acceptClient(&w, sv[0], reinterpret_cast<sockaddr*>(&peer), sizeof(peer), 0,
+                                    /*ip_slot=*/-1);
 
   std::string input;
   if (add_preface) input.assign(kPreface, sizeof(kPreface) - 1);
