@@ -49,13 +49,13 @@ scripts/build.sh asan
 echo "== asan build: $((SECONDS - start)) s"
 
 # The release binaries build while the asan suite runs: that suite mostly waits on sockets and
-# timers, so the build takes the idle CPU (at a lower priority, one job) instead of adding its
+# timers, so the build takes the idle CPU (at a lower priority) instead of adding its
 # minutes after it.
 scripts/setup.sh build
 cmake --preset release >/dev/null
 release_log=$(mktemp /tmp/scalegate-release-build.XXXXXX)
 start=$SECONDS
-nice -n 10 cmake --build --preset release -j1 --target "${perf_targets[@]}" >"$release_log" 2>&1 &
+nice -n 10 cmake --build --preset release -j"$(nproc)" --target "${perf_targets[@]}" >"$release_log" 2>&1 &
 release_build=$!
 
 suite asan -LE perf || failed=1
