@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import (SCALEGATE, SOURCE_DIR, Client, ConnectionClosed, HarnessError,
+from harness import (SCALEGATE, SLOWDOWN, SOURCE_DIR, Client, ConnectionClosed, HarnessError,
                      ProcessTestCase, free_port, request, wait_until)
 
 
@@ -309,9 +309,9 @@ class ReloadAndDrainTest(ProcessTestCase):
         r = c.read_response(timeout=5)
         t_resp = time.monotonic()
         self.assertEqual(r.status, 200, r)
-        self.assertTrue(c.server_closed(timeout=1.0))
+        self.assertTrue(c.server_closed(timeout=1.0 * SLOWDOWN))
         self.assertEqual(sg.wait_exit(timeout=10), 0, sg.log())
-        self.assertLess(time.monotonic() - t_resp, 1.0,
+        self.assertLess(time.monotonic() - t_resp, 1.0 * SLOWDOWN,
                         "exit waited %.1fs after the last response (SIGTERM + %.1fs) for a "
                         "client that got its whole response:\n%s" %
                         (time.monotonic() - t_resp, time.monotonic() - t0, sg.log()))
