@@ -187,6 +187,10 @@ class PktgenTapTest(unittest.TestCase):
         self.nsrun("ip", "link", "set", "sgt0", "up")
         self.nsrun("ethtool", "-K", "sgt0", "tx", "off", check=False)
         p.wait(timeout=60)
+        # The kernel removes the tap a little after sgpktgen exits: wait, so the next run
+        # cannot mistake this one's vanishing tap for its own.
+        wait_until(lambda: "sgt0" not in self.nsrun("ip", "-o", "link", "show", check=False),
+                   10, interval=0.05, what="tap sgt0 gone")
         out.seek(0)
         text = out.read().decode(errors="replace")
         lines = [line for line in text.splitlines() if line.startswith("{")]
