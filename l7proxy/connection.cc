@@ -645,35 +645,45 @@ bool buildUpstreamHead(ClientConn* c, const RequestHead& h, IoBuffer* b) {
 
 // --- request side ---------------------------------------------------------------------------
 
-// Strips chunked framing from the request body in place (members spoken to over HTTP/2):
-// ex.req_fwd then covers payload bytes only. False on a framing error.
-bool dechunkRequestBody(ClientConn* c) {
-  Exchange& ex = c->ex;
-  IoBuffer* b = c->in;
+// Strips chunked framing in place from the bytes of `b` after `fwd`, keeping only chunk-data:
+// data runs move with one memmove each; only framing bytes go through the decoder one at a
+// time. Advances `fwd` over the payload and sets `done` at the last chunk. False on a framing
+// error. Shared by request bodies (members spoken to over HTTP/2) and response bodies
+// (HTTP/1.0 clients).
+static bool dechunkInPlace(IoBuffer* b, ChunkedDecoder& dec, uint32_t& fwd, bool& done) {
   char* base = b->begin();
   uint32_t n = b->size();
-  uint32_t w = ex.req_fwd;  // end of payload ready to send
-  uint32_t r = ex.req_fwd;  // next unprocessed byte
-  while (r < n && !ex.req_done) {
-    uint64_t ahead = ex.req_chunks.dataBytesAhead();
+  uint32_t w = fwd;  // end of payload ready to send
+  uint32_t r = fwd;  // next unprocessed byte
+  while (r < n && !done) {
+    uint64_t ahead = dec.dataBytesAhead();
     if (ahead > 0) {
       uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(ahead, n - r));
-      ChunkedDecoder::Step s = ex.req_chunks.feed(base + r, take);
+      ChunkedDecoder::Step s = dec.feed(base + r, take);
       if (s.error) return false;
       if (w != r) std::memmove(base + w, base + r, take);
       w += take;
       r += take;
       continue;
     }
-    ChunkedDecoder::Step s = ex.req_chunks.feed(base + r, 1);
+    ChunkedDecoder::Step s = dec.feed(base + r, 1);
     if (s.error) return false;
     r += static_cast<uint32_t>(s.consumed);
-    if (s.done) ex.req_done = true;
+    if (s.done) done = true;
   }
   if (r < n) std::memmove(base + w, base + r, n - r);
   b->end -= r - w;
-  ex.req_body_bytes += w - ex.req_fwd;
-  ex.req_fwd = w;
+  fwd = w;
+  return true;
+}
+
+// Strips chunked framing from the request body in place (members spoken to over HTTP/2):
+// ex.req_fwd then covers payload bytes only. False on a framing error.
+bool dechunkRequestBody(ClientConn* c) {
+  Exchange& ex = c->ex;
+  uint32_t before = ex.req_fwd;
+  if (!dechunkInPlace(c->in, ex.req_chunks, ex.req_fwd, ex.req_done)) return false;
+  ex.req_body_bytes += ex.req_fwd - before;
   return true;
 }
 
@@ -1097,31 +1107,7 @@ namespace {
 // each; only framing bytes go through the decoder one at a time. Rare path.
 bool dechunkResponseBody(ClientConn* c) {
   Exchange& ex = c->ex;
-  IoBuffer* b = ex.up->in;
-  char* base = b->begin();
-  uint32_t n = b->size();
-  uint32_t w = ex.resp_fwd;  // end of payload ready to send
-  uint32_t r = ex.resp_fwd;  // next unprocessed byte
-  while (r < n && !ex.resp_done) {
-    uint64_t ahead = ex.resp_chunks.dataBytesAhead();
-    if (ahead > 0) {
-      uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(ahead, n - r));
-      ChunkedDecoder::Step s = ex.resp_chunks.feed(base + r, take);
-      if (s.error) return false;
-      if (w != r) std::memmove(base + w, base + r, take);
-      w += take;
-      r += take;
-      continue;
-    }
-    ChunkedDecoder::Step s = ex.resp_chunks.feed(base + r, 1);
-    if (s.error) return false;
-    r += static_cast<uint32_t>(s.consumed);
-    if (s.done) ex.resp_done = true;
-  }
-  if (r < n) std::memmove(base + w, base + r, n - r);
-  b->end -= r - w;
-  ex.resp_fwd = w;
-  return true;
+  return dechunkInPlace(ex.up->in, ex.resp_chunks, ex.resp_fwd, ex.resp_done);
 }
 
 // Extends ex.resp_fwd over newly read response-body bytes. False on a framing error.
