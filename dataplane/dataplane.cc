@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <filesystem>
 #include <regex>
 
@@ -202,7 +203,7 @@ Status Dataplane::init(const config::DataplaneConfig& cfg) {
   for (uint32_t i = 0; i < nl; ++i) {
     rc = rte_eal_remote_launch(lcoreMain, lcores_[i].get(), cfg.lcores[i]);
     if (rc != 0) return dpdkError("cannot launch lcore " + std::to_string(cfg.lcores[i]), rc);
-    launched_ = true;
+    launched_ = i + 1;
   }
   return Status::ok();
 }
@@ -232,10 +233,16 @@ uint64_t Dataplane::flowCapacity() const {
 }
 
 void Dataplane::stop() {
-  if (launched_) {
+  if (launched_ > 0) {
     stop_.store(true, std::memory_order_relaxed);
     rte_eal_mp_wait_lcore();
-    launched_ = false;
+    for (size_t i = 0; i < launched_; ++i) {
+      // Always true once mp_wait returned; the acquire makes that ordering visible to TSan.
+      const bool exited = lcores_[i]->exited.load(std::memory_order_acquire);
+      assert(exited);
+      (void)exited;
+    }
+    launched_ = 0;
   }
   for (uint16_t id : port_ids_) {
     rte_eth_dev_stop(id);

@@ -76,7 +76,7 @@ class Dataplane {
   std::atomic<const ForwardingState*> current_{nullptr};
   std::vector<std::pair<uint64_t, const ForwardingState*>> retired_;  // (RCU token, state)
   std::atomic<bool> stop_{false};
-  bool launched_ = false;
+  size_t launched_ = 0;  // lcores_[0..launched_) are running lcoreMain
   bool eal_ = false;
 };
 

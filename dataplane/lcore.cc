@@ -336,6 +336,7 @@ int lcoreMain(void* arg) {
     rte_rcu_qsbr_thread_offline(c.rcu, c.index);
     rte_rcu_qsbr_thread_unregister(c.rcu, c.index);
   }
+  c.exited.store(true, std::memory_order_release);
   return 0;
 }
 

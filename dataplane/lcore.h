@@ -60,6 +60,10 @@ struct alignas(64) LcoreContext {
   rte_ring* rings[32] = {};      // every lcore's ring, by index
   rte_rcu_qsbr* rcu = nullptr;   // null: no RCU (single-threaded bench)
   const std::atomic<bool>* stop = nullptr;
+  // Set (release) by lcoreMain as its last act. Dataplane::stop() reads it (acquire) after
+  // rte_eal_mp_wait_lcore(), whose own synchronisation is inside DPDK and invisible to TSan,
+  // so the teardown's happens-after-the-loop is stated in our code, where TSan checks it.
+  std::atomic<bool> exited{false};
   uint32_t sweep_idle = 64;  // buckets swept per idle pass
 };
 

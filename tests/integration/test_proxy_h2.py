@@ -260,7 +260,7 @@ pools:
         def well_behaved():
             while not stop.is_set():
                 try:
-                    r = request(self.port, "GET", "/", timeout=5)
+                    r = request(self.port, "GET", "/", timeout=5 * harness.SLOWDOWN)
                     if r.status == 200:
                         good["ok"] += 1
                     else:
@@ -284,7 +284,7 @@ pools:
             sent.append(int(f.stdout.read().split()[0]))
             f.stdout.close()
         stop.set()
-        t.join(timeout=10)
+        t.join(timeout=10 * harness.SLOWDOWN)
         self.assertEqual(good["bad"], [])
         self.assertGreater(sum(sent), 10000, "the flood did not get going")
         self.assertGreater(good["ok"], 20, "the well-behaved client starved")
