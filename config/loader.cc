@@ -961,9 +961,10 @@ void Loader::loadTimeouts(const Entry& e, HttpTimeouts* out) {
 }
 
 void Loader::loadTcpTimeouts(const Entry& e, TcpSettings* out) {
-  Fields f = fieldsOf(e, {"idle", "connect"});
+  Fields f = fieldsOf(e, {"idle", "connect", "send"});
   if (const Entry* x = f.get("idle")) readDuration(*x, false, &out->idle);
   if (const Entry* x = f.get("connect")) readDuration(*x, false, &out->connect);
+  if (const Entry* x = f.get("send")) readDuration(*x, false, &out->send);
 }
 
 void Loader::loadTls(const Entry& e, ListenerTls* out) {

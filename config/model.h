@@ -88,6 +88,10 @@ enum class ProxyProtocol { kNone, kV2 };
 struct TcpSettings {
   Duration idle = std::chrono::hours(1);  // no byte either way this long: close both sides
   Duration connect = 0s;                  // 0 = the pool's upstream.connect_timeout
+  // Bytes waiting for one side (client or member) that it takes none of for this long (a
+  // slow or stuck reader): close both sides. Longer than HTTP's 30 s: a passthrough peer may
+  // stop reading for a while on purpose (a database during a checkpoint).
+  Duration send = std::chrono::minutes(5);
   ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // kNone = the pool's setting
   bool splice = true;  // zero-copy splice() through a pipe; false = read/write
 };

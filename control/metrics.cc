@@ -177,8 +177,7 @@ void collectListeners(const MetricsInput& in, std::vector<MetricFamily>& out) {
       for (int r = 0; r < static_cast<int>(l7proxy::LimitReason::kCount); ++r) {
         auto reason = static_cast<l7proxy::LimitReason>(r);
         if (tcp && (reason == l7proxy::LimitReason::kRequestRate ||
-                    reason == l7proxy::LimitReason::kRequestHeaderTimeout ||
-                    reason == l7proxy::LimitReason::kSendTimeout)) {
+                    reason == l7proxy::LimitReason::kRequestHeaderTimeout)) {
           continue;  // http only
         }
         addCounter(limited, with(l, "reason", l7proxy::limitReasonName(reason)),

@@ -39,6 +39,8 @@ struct TcpFlow {
   bool full = false;        // no room for more: src is not read until dst takes some
   bool src_eof = false;     // src sent its FIN
   bool dst_shut = false;    // dst's write side is shut down (FIN passed on)
+  // Since when dst has taken no byte of what is pending for it; max() while nothing waits.
+  MonoTime stalled_since = MonoTime::max();
 };
 
 enum class TcpState : uint8_t { kConnecting, kRelaying };
@@ -73,6 +75,7 @@ struct TcpConn {
   TcpFlow up;    // client -> member
   TcpFlow down;  // member -> client
   Duration idle{};
+  Duration send{};  // timeouts.send: a stalled flow's limit
   Duration connect_timeout{};
   MonoTime last_active{};
   MonoTime connect_deadline{};
@@ -122,9 +125,16 @@ MonoTime hardDeadline(const TcpConn* c) {
   return d;
 }
 
+// When a flow that stopped moving (its destination takes nothing) runs out of timeouts.send.
+MonoTime stallDeadline(const TcpConn* c) {
+  const MonoTime since = std::min(c->up.stalled_since, c->down.stalled_since);
+  return since == MonoTime::max() ? since : since + c->send;
+}
+
 MonoTime dueAt(const TcpConn* c) {
-  MonoTime soft =
-      c->state == TcpState::kConnecting ? c->connect_deadline : c->last_active + c->idle;
+  MonoTime soft = c->state == TcpState::kConnecting
+                      ? c->connect_deadline
+                      : std::min(c->last_active + c->idle, stallDeadline(c));
   return std::min(soft, hardDeadline(c));
 }
 
@@ -398,6 +408,11 @@ void pump(TcpConn* c, bool upward, bool read) {
         countWritten(c, upward, static_cast<uint64_t>(n));
       }
       blocked = f.pending > 0;
+      if (!blocked) {
+        f.stalled_since = MonoTime::max();
+      } else if (n > 0 || f.stalled_since == MonoTime::max()) {
+        f.stalled_since = c->worker->now();  // the clock restarts with every byte taken
+      }
     }
     if (!filled || blocked) break;
   }
@@ -412,7 +427,11 @@ void pump(TcpConn* c, bool upward, bool read) {
     ::shutdown(dst, SHUT_WR);
     f.dst_shut = true;
   }
-  if (c->up.dst_shut && c->down.dst_shut) finish(c, false, false);
+  if (c->up.dst_shut && c->down.dst_shut) {
+    finish(c, false, false);
+    return;
+  }
+  if (f.stalled_since != MonoTime::max()) setTimer(c);  // earlier than the idle deadline
 }
 
 void onClientRead(evutil_socket_t, short, void* arg) {
@@ -562,7 +581,11 @@ void onTimer(evutil_socket_t, short, void* arg) {
     connectFailed(c);
     return;
   }
-  w->mutableCounters().downstream_cx_idle_timeout.inc();
+  if (now >= stallDeadline(c)) {  // a slow or stuck reader on either side
+    c->ls->limited[static_cast<int>(LimitReason::kSendTimeout)].inc();
+  } else {
+    w->mutableCounters().downstream_cx_idle_timeout.inc();
+  }
   finish(c, false, false);
 }
 
@@ -682,6 +705,7 @@ void TcpRelay::accept(int fd, const sockaddr* peer, socklen_t peer_len, Snapshot
   const config::Listener& l = *lv.cfg;
   const config::Pool& pc = *p->cfg;
   c->idle = l.tcp.idle;
+  c->send = l.tcp.send;
   c->connect_timeout =
       l.tcp.connect > Duration::zero() ? l.tcp.connect : pc.upstream.connect_timeout;
   c->splice = l.tcp.splice;

@@ -62,7 +62,7 @@ class AbuseTest(ProcessTestCase):
                                     "deny": ["127.0.0.9/32"]}),
                 {"name": "tcp", "protocol": "tcp", "listen": "127.0.0.1:%d" % cls.p["tcp"],
                  "pool": "web", "limits": {"max_connections_per_ip": 1},
-                 "access": {"deny": ["127.0.0.10"]}},
+                 "access": {"deny": ["127.0.0.10"]}, "timeouts": {"send": "1s"}},
             ],
             "pools": {"web": {"members": [{"id": "b1", "address": cls.backend.address}]}},
         }, workers=2)
@@ -211,6 +211,64 @@ class AbuseTest(ProcessTestCase):
             self.assertLess(got, size)
         finally:
             s.close()
+
+    def test_tcp_slow_reader_closed_after_send_timeout_steady_reader_not(self):
+        """TCP passthrough: the member's bytes wait for a client that takes none of them for
+        timeouts.send (1 s): both sides are closed. A client that takes a little every
+        0.1 s keeps its (slower than the member) download to the end."""
+        port = self.p["tcp"]
+        size = 64 << 20
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.bind(("127.0.0.13", 0))
+        s.settimeout(5.0)
+        s.connect(("127.0.0.1", port))
+        try:
+            s.sendall(b"GET /big/%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+            self.wait_metric("scalegate_listener_limited_total", 1, listener="tcp",
+                             reason="send_timeout")
+            got = 0
+            while True:
+                try:
+                    b = s.recv(1 << 20)
+                except ConnectionResetError:
+                    break
+                if not b:
+                    break
+                got += len(b)
+                self.assertLess(got, size, "the whole response arrived: nothing was cut")
+            self.assertLess(got, size)
+        finally:
+            s.close()
+
+        # ~5 s at 64 KiB per 0.1 s: scalegate's writes to this client stall again and again,
+        # never for as long as the send timeout.
+        size = 3 << 20
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        s.bind(("127.0.0.14", 0))
+        s.settimeout(5.0)
+        s.connect(("127.0.0.1", port))
+        before = self.metric("scalegate_listener_limited_total", listener="tcp",
+                             reason="send_timeout")
+        try:
+            s.sendall(b"GET /big/%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" %
+                      size)
+            data = bytearray()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                b = s.recv(64 << 10)
+                if not b:
+                    break
+                data += b
+                time.sleep(0.1)
+            head, _, body = bytes(data).partition(b"\r\n\r\n")
+            self.assertIn(b" 200 ", head.split(b"\r\n")[0], head)
+            self.assertEqual(len(body), size, "the steady reader was cut")
+        finally:
+            s.close()
+        self.assertEqual(self.metric("scalegate_listener_limited_total", listener="tcp",
+                                     reason="send_timeout"), before)
 
     def test_access_deny_and_allow(self):
         port = self.p["acl"]

@@ -410,7 +410,7 @@ TEST(Loader, TcpListener) {
     protocol: tcp
     listen: 127.0.0.1:5432
     pool: db
-    timeouts: { idle: 2h, connect: 3s }
+    timeouts: { idle: 2h, connect: 3s, send: 45s }
     proxy_protocol: v2
     splice: false
   - { name: plain, protocol: tcp, listen: 127.0.0.1:5433, pool: pp }
@@ -424,11 +424,13 @@ pools:
   EXPECT_EQ(l.pool, "db");
   EXPECT_EQ(l.tcp.idle, 2h);
   EXPECT_EQ(l.tcp.connect, 3s);
+  EXPECT_EQ(l.tcp.send, 45s);
   EXPECT_EQ(l.tcp.proxy_protocol, ProxyProtocol::kV2);
   EXPECT_FALSE(l.tcp.splice);
   const Listener& d = r.config.listeners[1];
   EXPECT_EQ(d.tcp.idle, 1h);
   EXPECT_EQ(d.tcp.connect, 0s);  // the pool's upstream.connect_timeout
+  EXPECT_EQ(d.tcp.send, 5min);
   EXPECT_EQ(d.tcp.proxy_protocol, ProxyProtocol::kNone);
   EXPECT_TRUE(d.tcp.splice);
   EXPECT_EQ(r.config.pools.at("pp").proxy_protocol, ProxyProtocol::kV2);
@@ -454,7 +456,7 @@ pools:
   EXPECT_TRUE(hasError(r, "web.yaml:6: listeners[0].timeouts.idle: must be greater than 0, got "
                           "\"0s\""));
   EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].timeouts.request",
-                           "unknown key \"request\" (allowed: idle, connect)"));
+                           "unknown key \"request\" (allowed: idle, connect, send)"));
   EXPECT_TRUE(hasErrorLike(r, 6, "listeners[0].timeouts.connect", "soon"));
   EXPECT_TRUE(hasError(r, "web.yaml:7: listeners[0].proxy_protocol: invalid value \"v1\" "
                           "(expected one of: none, v2)"));
