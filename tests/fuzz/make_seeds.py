@@ -11,32 +11,18 @@ import hmac
 import json
 import os
 import struct
+import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "corpus")
+# The frame and HPACK integer encoders of the integration tests' raw HTTP/2 client.
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from h2flood import PREFACE, frame, hpack_int  # noqa: E402
 
 # Frame types and flags (RFC 9113 section 6).
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
     CONTINUATION = range(10)
 END_STREAM, ACK, END_HEADERS, PADDED, PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
-
-
-def frame(ftype, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", stream & 0x7FFFFFFF) + payload
-
-
-def hpack_int(value, prefix_bits, first):
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = [first | limit]
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def lit(name, value, indexing=False):

@@ -20,7 +20,8 @@ def frame(ftype, flags, stream_id, payload=b""):
         struct.pack(">I", stream_id & 0x7FFFFFFF) + payload
 
 
-def _hpack_int(value, prefix_bits, first):
+def hpack_int(value, prefix_bits, first):
+    """An HPACK integer (RFC 7541 section 5.1) whose first byte carries the bits `first`."""
     limit = (1 << prefix_bits) - 1
     if value < limit:
         return bytes([first | value])
@@ -36,14 +37,14 @@ def _hpack_int(value, prefix_bits, first):
 def literal(name, value):
     """A literal header field without indexing, new name, no Huffman."""
     name, value = name.encode(), value.encode()
-    return b"\x00" + _hpack_int(len(name), 7, 0) + name + _hpack_int(len(value), 7, 0) + value
+    return b"\x00" + hpack_int(len(name), 7, 0) + name + hpack_int(len(value), 7, 0) + value
 
 
 def get_block(authority="localhost", path="/"):
     """:method GET, :scheme http, :path, :authority."""
     block = b"\x82\x86"  # static 2 (:method GET), 6 (:scheme http)
-    block += b"\x84" if path == "/" else b"\x04" + _hpack_int(len(path), 7, 0) + path.encode()
-    block += b"\x01" + _hpack_int(len(authority), 7, 0) + authority.encode()
+    block += b"\x84" if path == "/" else b"\x04" + hpack_int(len(path), 7, 0) + path.encode()
+    block += b"\x01" + hpack_int(len(authority), 7, 0) + authority.encode()
     return block
 
 
