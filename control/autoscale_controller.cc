@@ -140,6 +140,21 @@ std::string besideStateFile(const std::string& state_path, const char* suffix) {
 
 constexpr int kStateVersion = 1;
 
+// How long a restored upgrade waits for the members' first probe verdicts: enough probes for
+// rise or fall, one more for the probe timer's phase, and a probe's timeout.
+Duration upgradeSettle(const config::HealthCheck& hc) {
+  if (!hc.enabled) return Duration::zero();
+  const Duration every = std::max(hc.interval, hc.fast_interval) + hc.jitter;
+  return every * (std::max(hc.rise, hc.fall) + 1) + hc.timeout;
+}
+
+// Events written down before they are queued carry whole milliseconds, the precision of the
+// written timestamp, so a re-queued event renders to the same body.
+WallTime wholeMillis(WallTime t) {
+  return WallTime(std::chrono::duration_cast<WallTime::duration>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch())));
+}
+
 int64_t unixMs(WallTime t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -268,9 +283,21 @@ std::string AutoscaleController::renderState() const {
       e.reason = si.reason;
       e.zones = si.zones;
       e.instances = si.ids;
-      e.created_at = wallOf(si.started);
-      j["scale_in"] = Json::parse(renderScalegatePayload(e, "pending"));
+      e.created_at = si.webhook_id.empty() ? wallOf(si.started) : si.event_at;
+      j["scale_in"] =
+          Json::parse(renderScalegatePayload(e, si.webhook_id.empty() ? "pending" : si.webhook_id));
       j["scale_in_started_unix_ms"] = unixMs(wallOf(si.started));
+      if (!si.webhook_id.empty()) j["scale_in_webhook_id"] = si.webhook_id;
+    }
+    if (ps->upgrade.progress().state != UpgradeState::kIdle) {
+      Json u{{"machine", ps->upgrade.toJson(mono_epoch_, wall_epoch_)},
+             {"drained_batch", ps->upgrade_batch}};
+      if (!ps->upgrade_webhook_id.empty() && ps->upgrade_event.has_value()) {
+        u["webhook_id"] = ps->upgrade_webhook_id;
+        u["webhook_event"] =
+            Json::parse(renderScalegatePayload(*ps->upgrade_event, ps->upgrade_webhook_id));
+      }
+      j["upgrade"] = std::move(u);
     }
     pools[name] = std::move(j);
   }
@@ -352,16 +379,60 @@ Status AutoscaleController::loadState() {
         si.reason = e->reason;
         si.zones = e->zones;
         si.started = monoOf(j.value("scale_in_started_unix_ms", unixMs(wall)));
+        if (j.contains("scale_in_webhook_id")) {
+          si.webhook_id = j["scale_in_webhook_id"].get<std::string>();
+          si.event_at = e->created_at;
+        }
         ps->scale_in = std::move(si);
+      }
+      if (j.contains("upgrade")) {
+        const Json& u = j["upgrade"];
+        Status st = ps->upgrade.restore(u.at("machine"), now, wall);
+        if (!st.isOk()) return invalidArgument(where + it.key() + ": upgrade: " + st.message());
+        ps->upgrade_batch = u.at("drained_batch").get<std::vector<std::string>>();
+        if (u.contains("webhook_id")) {
+          auto e = parseScalegatePayload(u.at("webhook_event").dump());
+          if (!e.isOk()) {
+            return invalidArgument(where + it.key() +
+                                   ": upgrade: webhook_event: " + e.status().message());
+          }
+          ps->upgrade_webhook_id = u["webhook_id"].get<std::string>();
+          ps->upgrade_event = std::move(*e);
+        }
+        ps->upgrade_active = ps->upgrade.running();
+        if (ps->upgrade_active) {
+          const PoolRecord* p = registry_.findPool(it.key());
+          ps->upgrade_resumed = true;
+          ps->upgrade_settle_until =
+              now + upgradeSettle(p != nullptr && p->cfg != nullptr ? p->cfg->health
+                                                                    : config::HealthCheck{});
+          registry_.setUpgradeVersion(it.key(), ps->upgrade.progress().version);
+        }
       }
     } catch (const Json::exception& e) {
       return invalidArgument(where + it.key() + ": " + e.what());
     }
     ++restored;
+    const UpgradeProgress& up = ps->upgrade.progress();
     registry_.addEvent("autoscale_state_restored", it.key(), "",
                        "desired " + std::to_string(ps->desired) +
                            (ps->scale_in.has_value() ? ", a scale-in draining" : "") +
-                           (ps->provisioning_until != MonoTime{} ? ", provisioning" : ""));
+                           (ps->provisioning_until != MonoTime{} ? ", provisioning" : "") +
+                           (ps->upgrade_active ? ", an upgrade to " + up.version : ""));
+    if (ps->upgrade_active) {
+      registry_.addEvent("upgrade_resumed", it.key(), "",
+                         "to " + up.version + ": batch " + std::to_string(up.batch_index + 1) +
+                             " of " + std::to_string(up.batch_count) + " " +
+                             upgradeStateName(up.state) + ", " +
+                             std::to_string(up.instances_upgraded) + " of " +
+                             std::to_string(up.instances_total) + " instance(s) upgraded");
+      logEvent(LogLevel::kInfo, "rolling upgrade resumed",
+               {{"pool", it.key()},
+                {"version", up.version},
+                {"batch", std::to_string(up.batch_index + 1)},
+                {"batches", std::to_string(up.batch_count)},
+                {"state", upgradeStateName(up.state)}});
+    }
   }
   state_written_ = *text;
   if (restored > 0) {
@@ -381,10 +452,37 @@ Status AutoscaleController::start() {
     logEvent(LogLevel::kInfo, "webhooks resumed from the outbox",
              {{"pending", std::to_string(*resumed)}});
   }
+  resumeWebhooks();
   timer_ = event_new(base_, -1, EV_PERSIST, onTimer, this);
   timeval one{1, 0};
   event_add(timer_, &one);
   return Status::ok();
+}
+
+void AutoscaleController::resumeWebhooks() {
+  for (auto& [name, ps] : pools_) {
+    if (ps->scale_in.has_value() && !ps->scale_in->webhook_id.empty()) {
+      // The members were drained and the scale_in decided under this id: it is either in the
+      // outbox already, or queued now with the same id (a scaler de-duplicates by it).
+      if (sender_->isPending(ps->scale_in->webhook_id)) {
+        ps->scale_in.reset();
+      } else {
+        sendScaleIn(*ps);
+      }
+    }
+    if (ps->upgrade_active && ps->upgrade.progress().state == UpgradeState::kSending &&
+        ps->upgrade.batchSendRequested() && !ps->upgrade_webhook_id.empty() &&
+        ps->upgrade_event.has_value() && !sender_->isPending(ps->upgrade_webhook_id)) {
+      // Not in the outbox: never queued, or delivered just before the crash. The same id
+      // either way; its delivery (or the scaler's "duplicate" 2xx) moves the batch on.
+      std::string id = send(*ps, *ps->upgrade_event, ps->upgrade_webhook_id);
+      registry_.addEvent("upgrade_batch_sent", name, "",
+                         "batch " + std::to_string(ps->upgrade_event->upgrade.batch_index + 1) +
+                             "/" + std::to_string(ps->upgrade_event->upgrade.batch_count) +
+                             " queued again after a restart (webhook " + id + ")");
+    }
+  }
+  persistState();
 }
 
 void AutoscaleController::onTimer(evutil_socket_t, short, void* arg) {
@@ -601,24 +699,37 @@ void AutoscaleController::finishScaleIn(PoolState& ps, const PoolRecord& p) {
     ps.scale_in.reset();
     return;
   }
+  sendScaleIn(ps);
+}
+
+void AutoscaleController::sendScaleIn(PoolState& ps) {
+  ScaleIn& si = *ps.scale_in;
+  if (si.webhook_id.empty()) {
+    // Write-ahead: the id goes to the state file before the outbox has the event, so a crash
+    // in between queues it again under this id (resumeWebhooks), never under a second one.
+    si.webhook_id = sender_->reserveId();
+    si.event_at = wholeMillis(clock_.wallNow());
+    persistState();
+  }
   ScaleEvent e;
   e.type = ScaleEventType::kScaleIn;
-  e.pool = p.name;
-  e.old_capacity = ps.scale_in->old_capacity;
-  e.new_capacity = ps.scale_in->new_capacity;
-  e.reason = ps.scale_in->reason;
-  e.zones = ps.scale_in->zones;
-  e.instances = ps.scale_in->ids;
-  e.created_at = clock_.wallNow();
-  std::string id = send(ps, e);
+  e.pool = ps.name;
+  e.old_capacity = si.old_capacity;
+  e.new_capacity = si.new_capacity;
+  e.reason = si.reason;
+  e.zones = si.zones;
+  e.instances = si.ids;
+  e.created_at = si.event_at;
+  std::string id = send(ps, e, si.webhook_id);
   std::string names;
   for (const std::string& n : e.instances) names += (names.empty() ? "" : ", ") + n;
-  registry_.addEvent("scale_in", p.name, "",
+  registry_.addEvent("scale_in", ps.name, "",
                      std::to_string(e.old_capacity) + " -> " + std::to_string(e.new_capacity) +
                          ": " + names + " drained after " +
-                         std::to_string(toMillis(clock_.now() - ps.scale_in->started)) +
-                         "ms (webhook " + id + ")");
+                         std::to_string(toMillis(clock_.now() - si.started)) + "ms (webhook " + id +
+                         ")");
   ps.scale_in.reset();
+  persistState();
 }
 
 void AutoscaleController::stepUpgrade(PoolState& ps, const PoolRecord& p,
@@ -627,11 +738,18 @@ void AutoscaleController::stepUpgrade(PoolState& ps, const PoolRecord& p,
   if (!ps.upgrade_active) return;
   const config::HealthCheck& hc = p.cfg->health;
   std::vector<UpgradeInstance> instances;
+  bool unprobed = false;
   for (const MemberRecord& m : p.members) {
     bool in_batch = std::find(ps.upgrade_batch.begin(), ps.upgrade_batch.end(), m.spec.id) !=
                     ps.upgrade_batch.end();
     if (m.drain != DrainState::kNone && !in_batch) continue;  // leaving the pool
     instances.push_back({m.spec.id, m.spec.zone, m.spec.version, provenHealthy(m, hc)});
+    unprobed = unprobed || (hc.enabled && m.health == HealthState::kUnknown);
+  }
+  if (ps.upgrade_settle_until != MonoTime{}) {
+    // Restored by this run: every member starts unprobed, which is not unhealthy.
+    if (unprobed && now < ps.upgrade_settle_until) return;
+    ps.upgrade_settle_until = MonoTime{};
   }
   UpgradeAction a = ps.upgrade.step(instances, now, wall);
   const UpgradeProgress& pr = ps.upgrade.progress();
@@ -660,11 +778,16 @@ void AutoscaleController::stepUpgrade(PoolState& ps, const PoolRecord& p,
       e.reason.message = "rolling upgrade to " + a.version;
       e.instances = a.ids;
       e.upgrade = {a.version, a.batch_index, a.batch_count};
-      e.created_at = clock_.wallNow();
-      std::string id = send(ps, e);
-      registry_.addEvent("upgrade_batch_sent", p.name, "", batchText() + " (webhook " + id + ")");
+      e.created_at = wholeMillis(clock_.wallNow());
+      // Write-ahead: the batch's phase, its webhook-id and event are on disk before the outbox
+      // has it, so a restart in between queues it again under this id, never a second one.
+      ps.upgrade_webhook_id = ps.target.has_value() ? sender_->reserveId() : "";
+      ps.upgrade_event = e;
       // The restarted instances register again; until they do, desired does not drop.
       ps.provisioning_until = now + kProvisionTimeout;
+      persistState();
+      std::string id = send(ps, e, ps.upgrade_webhook_id);
+      registry_.addEvent("upgrade_batch_sent", p.name, "", batchText() + " (webhook " + id + ")");
       break;
     }
     case UpgradeAction::Kind::kBatchDone:
@@ -672,11 +795,15 @@ void AutoscaleController::stepUpgrade(PoolState& ps, const PoolRecord& p,
         (void)registry_.undrainMember(p.name, id, "upgraded to " + pr.version);
       }
       ps.upgrade_batch.clear();
+      ps.upgrade_webhook_id.clear();
+      ps.upgrade_event.reset();
       registry_.addEvent("upgrade_batch_done", p.name, "", batchText());
       break;
     case UpgradeAction::Kind::kCompleted:
       registry_.finishUpgrade(p.name);
       ps.upgrade_active = false;
+      ps.upgrade_webhook_id.clear();
+      ps.upgrade_event.reset();
       registry_.addEvent("upgrade_completed", p.name, "",
                          std::to_string(pr.instances_upgraded) + " instance(s) at " + pr.version);
       break;
@@ -689,6 +816,8 @@ void AutoscaleController::stepUpgrade(PoolState& ps, const PoolRecord& p,
       }
       ps.upgrade_batch.clear();
       ps.upgrade_active = false;
+      ps.upgrade_webhook_id.clear();
+      ps.upgrade_event.reset();
       registry_.addEvent("upgrade_aborted", p.name, "", a.reason);
       logEvent(LogLevel::kWarn, "rolling upgrade aborted",
                {{"pool", p.name}, {"version", pr.version}, {"reason", a.reason}});
@@ -760,14 +889,15 @@ void AutoscaleController::tickRepairs(PoolState& ps, const PoolRecord& p,
   if (plan.resumed) registry_.addEvent("repairs_resumed", p.name, "", "suspension ended");
 }
 
-std::string AutoscaleController::send(PoolState& ps, const ScaleEvent& event) {
+std::string AutoscaleController::send(PoolState& ps, const ScaleEvent& event,
+                                      const std::string& id) {
   if (!ps.target.has_value()) {
     registry_.addEvent("webhook_not_sent", ps.name, "",
                        std::string(scaleEventTypeName(event.type)) +
                            ": the pool has no usable scaler (see the log)");
     return "-";
   }
-  return sender_->enqueue(event, *ps.target);
+  return id.empty() ? sender_->enqueue(event, *ps.target) : sender_->enqueue(event, *ps.target, id);
 }
 
 void AutoscaleController::remember(PoolState& ps, Json decision) {
@@ -779,8 +909,10 @@ void AutoscaleController::onDelivered(const std::string& id, const ScaleEvent& e
   registry_.addEvent("webhook_delivered", e.pool, "",
                      std::string(scaleEventTypeName(e.type)) + " " + id);
   PoolState* ps = state(e.pool);
-  if (ps != nullptr && e.type == ScaleEventType::kUpgradeBatch && ps->upgrade_active) {
+  if (ps != nullptr && e.type == ScaleEventType::kUpgradeBatch && ps->upgrade_active &&
+      id == ps->upgrade_webhook_id) {
     ps->upgrade.onBatchSent(clock_.now());
+    persistState();
   }
 }
 
@@ -803,9 +935,9 @@ void AutoscaleController::onFailed(const std::string& id, const ScaleEvent& e,
       }
       break;
     case ScaleEventType::kUpgradeBatch:
-      if (ps->upgrade_active) {
-        ps->upgrade.onBatchFailed("upgrade_batch webhook failed: " + error, now,
-                                  clock_.wallNow());
+      if (ps->upgrade_active && id == ps->upgrade_webhook_id) {
+        ps->upgrade.onBatchFailed("upgrade_batch webhook failed: " + error, now, clock_.wallNow());
+        persistState();
       }
       break;
     case ScaleEventType::kScaleOut:
@@ -874,6 +1006,9 @@ Json AutoscaleController::autoscaleJson(const PoolState& ps, const PoolRecord& p
                   {"reason", u.reason}};
   if (u.started_at != WallTime{}) j["upgrade"]["started_at"] = formatRfc3339(u.started_at);
   if (u.ended_at.has_value()) j["upgrade"]["ended_at"] = formatRfc3339(*u.ended_at);
+  // Restored from the state file by this run (it went on where the previous run stopped).
+  j["upgrade"]["resumed"] = ps.upgrade_resumed;
+  if (!ps.upgrade_webhook_id.empty()) j["upgrade"]["webhook_id"] = ps.upgrade_webhook_id;
   const WebhookCounters& w = sender_->counters();
   j["webhooks"] = {{"pending", w.pending},
                    {"delivered", w.delivered},
@@ -950,11 +1085,13 @@ std::optional<ActionReply> AutoscaleController::poolAction(const std::string& po
     ps->upgrade.cancel("cancelled through the admin API", clock_.wallNow());
     stepUpgrade(*ps, *p, *cfg, clock_.now(), clock_.wallNow());
     if (changed_) changed_();
+    persistState();
     return jsonReply(200, autoscaleJson(*ps, *p, *cfg)["upgrade"]);
   }
   if (method != "POST") return notAllowed("GET, HEAD, POST, DELETE");
   ActionReply r = startUpgrade(*ps, *p, *cfg, body);
   if (changed_) changed_();
+  persistState();
   return r;
 }
 
@@ -1082,6 +1219,11 @@ ActionReply AutoscaleController::startUpgrade(PoolState& ps, const PoolRecord& p
   }
   ps.upgrade_active = true;
   ps.upgrade_batch.clear();
+  ps.upgrade_webhook_id.clear();
+  ps.upgrade_event.reset();
+  ps.upgrade_resumed = false;
+  ps.upgrade_settle_until = MonoTime{};
+  if (!ps.desired_known) reconcile(ps, p, clock_.now());  // the state file's pool entry
   registry_.setUpgradeVersion(p.name, req.version);
   const UpgradeProgress& u = ps.upgrade.progress();
   registry_.addEvent("upgrade_started", p.name, "",

@@ -32,10 +32,17 @@
 // members drained forever and never send the scale_in webhook. The desired capacity is written
 // before the scale_out webhook is queued, so a crash between the two can delay a scale-out
 // (until kProvisionTimeout) but never double it. Webhooks themselves survive in the outbox.
-// A rolling upgrade in progress is not persisted: after a restart it stops where it was (its
-// batch webhook still goes out from the outbox); start it again with POST .../upgrade.
+// The scale_in and upgrade_batch webhooks get their webhook-id reserved and written to the
+// file before they are queued; after a restart start() queues such an event again with that
+// id only when the outbox does not hold it, so each has exactly one id.
+// A rolling upgrade (RollingUpgrade::toJson: plan, batch in flight, phase, deadline, counts,
+// abort state) is in the same file, in the same atomic write as the desired capacity and the
+// provisioning deadline it moves; after a restart it goes on where it was once every member
+// has a probe verdict again (at most (max(rise, fall) + 1) probe intervals + a probe timeout),
+// so members that are merely not probed yet do not trip its abort limits.
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,8 +50,8 @@
 #include <vector>
 
 #include <event2/event.h>
-#include <nlohmann/json.hpp>
 #include <prometheus/metric_family.h>
+#include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -107,6 +114,10 @@ class AutoscaleController {
     ScaleReason reason;
     std::map<std::string, uint32_t> zones;
     MonoTime started{};
+    // Set once the members are drained: the scale_in webhook's id, reserved and written to
+    // the state file before it is queued, and the event's time.
+    std::string webhook_id;
+    WallTime event_at{};
   };
   struct PoolState {
     std::string name;
@@ -116,7 +127,12 @@ class AutoscaleController {
     RollingUpgrade upgrade;
     bool upgrade_active = false;
     std::vector<std::string> upgrade_batch;  // drained for the batch in flight
-    std::optional<WebhookTarget> target;     // nullopt: no usable scaler (error logged)
+    // The batch in flight's upgrade_batch webhook: id reserved (and persisted) before queueing.
+    std::string upgrade_webhook_id;
+    std::optional<ScaleEvent> upgrade_event;
+    bool upgrade_resumed = false;         // restored from the state file by this run
+    MonoTime upgrade_settle_until{};      // after a restore: wait for probe verdicts until then
+    std::optional<WebhookTarget> target;  // nullopt: no usable scaler (error logged)
     uint32_t desired = 0;
     bool desired_known = false;
     MonoTime provisioning_until{};
@@ -141,11 +157,14 @@ class AutoscaleController {
   bool scaleIn(PoolState& ps, const PoolRecord& p, const config::AutoscaleConfig& cfg,
                uint32_t capacity, ScaleReason reason, MonoTime now);
   void finishScaleIn(PoolState& ps, const PoolRecord& p);
+  // Sends the drained scale-in's webhook (its id written to the state file first) and ends it.
+  void sendScaleIn(PoolState& ps);
   void stepUpgrade(PoolState& ps, const PoolRecord& p, const config::AutoscaleConfig& cfg,
                    MonoTime now, WallTime wall);
   void tickRepairs(PoolState& ps, const PoolRecord& p, const config::AutoscaleConfig& cfg,
                    MonoTime now);
-  std::string send(PoolState& ps, const ScaleEvent& event);
+  // Queues the event; `id` "" = a new webhook-id, else that (reserved) one.
+  std::string send(PoolState& ps, const ScaleEvent& event, const std::string& id = "");
   void remember(PoolState& ps, nlohmann::json decision);
   void onDelivered(const std::string& id, const ScaleEvent& event);
   void onFailed(const std::string& id, const ScaleEvent& event, const std::string& error);
@@ -153,14 +172,16 @@ class AutoscaleController {
   // Writes the autoscale state file when its contents changed; logs the first failure of a run.
   void persistState();
   Status loadState();
+  // After loadOutbox(): queues again, with their recorded ids, the scale_in and upgrade_batch
+  // webhooks the previous run wrote down but whose queueing the outbox does not show.
+  void resumeWebhooks();
   std::string renderState() const;
   WallTime wallOf(MonoTime t) const { return wall_epoch_ + (t - mono_epoch_); }
 
   nlohmann::json autoscaleJson(const PoolState& ps, const PoolRecord& p,
                                const config::AutoscaleConfig& cfg) const;
   AdminServer::ActionReply manualScale(PoolState& ps, const PoolRecord& p,
-                                       const config::AutoscaleConfig& cfg,
-                                       const std::string& body);
+                                       const config::AutoscaleConfig& cfg, const std::string& body);
   AdminServer::ActionReply pushMetrics(PoolState& ps, const std::string& body);
   AdminServer::ActionReply startUpgrade(PoolState& ps, const PoolRecord& p,
                                         const config::AutoscaleConfig& cfg,

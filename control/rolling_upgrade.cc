@@ -14,6 +14,28 @@ std::string seconds(Duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + "s";
 }
 
+using Json = nlohmann::json;
+
+int64_t unixMs(WallTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+WallTime fromUnixMs(int64_t ms) {
+  return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::milliseconds(ms)));
+}
+
+Json limitJson(const config::CountOrPercent& l) {
+  return Json{{"value", l.value}, {"percent", l.percent}};
+}
+
+config::CountOrPercent limitFrom(const Json& j) {
+  config::CountOrPercent l;
+  l.value = j.at("value").get<uint32_t>();
+  l.percent = j.at("percent").get<bool>();
+  return l;
+}
+
+std::vector<std::string> ids(const Json& j) { return j.get<std::vector<std::string>>(); }
+
 std::string describeLimit(const config::CountOrPercent& l, uint32_t total) {
   return std::to_string(l.of(total)) +
          (l.percent ? " (" + std::to_string(l.value) + "% of " + std::to_string(total) + ")"
@@ -325,6 +347,96 @@ UpgradeAction RollingUpgrade::step(std::span<const UpgradeInstance> instances, M
     return t;
   }
   return UpgradeAction{};
+}
+
+Json RollingUpgrade::toJson(MonoTime mono_ref, WallTime wall_ref) const {
+  auto wallOf = [&](MonoTime t) { return unixMs(wall_ref + (t - mono_ref)); };
+  Json j{{"state", upgradeStateName(progress_.state)},
+         {"version", progress_.version},
+         {"request",
+          {{"batch", limitJson(request_.batch)},
+           {"max_unhealthy", limitJson(request_.max_unhealthy)},
+           {"max_unhealthy_upgraded", limitJson(request_.max_unhealthy_upgraded)},
+           {"pause_ms", toMillis(request_.pause)},
+           {"health_timeout_ms", toMillis(request_.health_timeout)}}},
+         {"batches", batches_},
+         {"batch_index", progress_.batch_index},
+         {"batch_count", progress_.batch_count},
+         {"instances_total", progress_.instances_total},
+         {"instances_upgraded", progress_.instances_upgraded},
+         {"current_batch", progress_.current_batch},
+         {"upgraded", upgraded_},
+         {"send_requested", send_requested_},
+         {"phase_started_unix_ms", wallOf(phase_started_)},
+         {"started_at_unix_ms", unixMs(progress_.started_at)},
+         {"reason", progress_.reason}};
+  if (progress_.ended_at.has_value()) j["ended_at_unix_ms"] = unixMs(*progress_.ended_at);
+  return j;
+}
+
+Status RollingUpgrade::restore(const Json& j, MonoTime now, WallTime wall_now) {
+  RollingUpgrade r;
+  try {
+    if (!j.is_object()) return invalidArgument("not a JSON object");
+    const std::string state = j.at("state").get<std::string>();
+    bool known = false;
+    for (UpgradeState s : {UpgradeState::kIdle, UpgradeState::kDraining, UpgradeState::kSending,
+                           UpgradeState::kWaitingHealthy, UpgradeState::kPausing,
+                           UpgradeState::kCompleted, UpgradeState::kAborted}) {
+      if (state == upgradeStateName(s)) {
+        r.progress_.state = s;
+        known = true;
+      }
+    }
+    if (!known) return invalidArgument("state: unknown state \"" + state + "\"");
+    r.progress_.version = j.at("version").get<std::string>();
+    if (r.progress_.version.empty() && r.progress_.state != UpgradeState::kIdle) {
+      return invalidArgument("version: empty");
+    }
+    const Json& req = j.at("request");
+    r.request_.version = r.progress_.version;
+    r.request_.batch = limitFrom(req.at("batch"));
+    r.request_.max_unhealthy = limitFrom(req.at("max_unhealthy"));
+    r.request_.max_unhealthy_upgraded = limitFrom(req.at("max_unhealthy_upgraded"));
+    r.request_.pause = std::chrono::milliseconds(req.at("pause_ms").get<int64_t>());
+    r.request_.health_timeout =
+        std::chrono::milliseconds(req.at("health_timeout_ms").get<int64_t>());
+    for (const Json& b : j.at("batches")) r.batches_.push_back(ids(b));
+    r.progress_.batch_index = j.at("batch_index").get<uint32_t>();
+    r.progress_.batch_count = j.at("batch_count").get<uint32_t>();
+    if (r.progress_.batch_count != r.batches_.size()) {
+      return invalidArgument("batch_count: " + std::to_string(r.progress_.batch_count) + ", but " +
+                             std::to_string(r.batches_.size()) + " batches");
+    }
+    if (r.progress_.batch_index > r.progress_.batch_count) {
+      return invalidArgument("batch_index: past the last batch");
+    }
+    const bool in_batch = r.progress_.state == UpgradeState::kDraining ||
+                          r.progress_.state == UpgradeState::kSending ||
+                          r.progress_.state == UpgradeState::kWaitingHealthy;
+    if (in_batch && r.progress_.batch_index == r.progress_.batch_count) {
+      return invalidArgument("batch_index: no batch in flight in state " + state);
+    }
+    r.progress_.instances_total = j.at("instances_total").get<uint32_t>();
+    r.progress_.instances_upgraded = j.at("instances_upgraded").get<uint32_t>();
+    r.progress_.current_batch = ids(j.at("current_batch"));
+    r.upgraded_ = ids(j.at("upgraded"));
+    r.send_requested_ = j.at("send_requested").get<bool>();
+    r.phase_started_ =
+        now + std::chrono::duration_cast<Duration>(
+                  fromUnixMs(j.at("phase_started_unix_ms").get<int64_t>()) - wall_now);
+    r.progress_.started_at = fromUnixMs(j.at("started_at_unix_ms").get<int64_t>());
+    if (j.contains("ended_at_unix_ms")) {
+      r.progress_.ended_at = fromUnixMs(j["ended_at_unix_ms"].get<int64_t>());
+    }
+    r.progress_.reason = j.at("reason").get<std::string>();
+  } catch (const Json::exception& e) {
+    return invalidArgument(e.what());
+  }
+  // Completed and aborted upgrades were reported by the run that ended them.
+  r.terminal_reported_ = !r.running();
+  *this = std::move(r);
+  return Status::ok();
 }
 
 }  // namespace scalegate::control

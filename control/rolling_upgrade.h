@@ -24,6 +24,12 @@
 // Limits: a percentage is of the whole pool (rounded down, at least 0), a count is absolute;
 // exceeded means strictly more than the limit.
 //
+// Restarts: toJson() is everything step() needs to go on where it stopped (the plan, the batch
+// in flight and its phase, the phase's start as a wall time, counts, the abort reason);
+// restore() loads it into a fresh machine. The caller writes it before it acts on an action
+// (write-ahead) and re-checks its own side effects after a restart (control/README.md
+// "Restarts during autoscaling").
+//
 // Thread: control thread. One RollingUpgrade per pool; at most one upgrade at a time.
 
 #include <cstdint>
@@ -31,6 +37,8 @@
 #include <span>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -119,6 +127,18 @@ class RollingUpgrade {
 
   bool running() const;
   const UpgradeProgress& progress() const { return progress_; }
+  // kSending and the upgrade_batch of the batch in flight was already handed to the caller
+  // (step() returns it once).
+  bool batchSendRequested() const { return send_requested_; }
+
+  // The machine as JSON. Monotonic times are written as wall times through the pair
+  // (mono_ref, wall_ref), so the text changes only when the state does.
+  nlohmann::json toJson(MonoTime mono_ref, WallTime wall_ref) const;
+  // Replaces this machine with one saved by toJson(); `now`/`wall_now` map the saved wall
+  // times back to this process's monotonic clock. kInvalidArgument naming the key when the
+  // JSON is not such a machine (this machine is then left as it was). A completed or aborted
+  // upgrade comes back as it ended and is not reported again by step().
+  Status restore(const nlohmann::json& j, MonoTime now, WallTime wall_now);
 
  private:
   UpgradeAction abort(std::string reason, WallTime wall_now);

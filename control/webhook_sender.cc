@@ -214,9 +214,15 @@ std::vector<std::string> WebhookSender::pendingIds() const {
 }
 
 std::string WebhookSender::enqueue(const ScaleEvent& event, const WebhookTarget& target) {
+  return enqueue(event, target, newId());
+}
+
+std::string WebhookSender::enqueue(const ScaleEvent& event, const WebhookTarget& target,
+                                   const std::string& id_in) {
+  if (deliveries_.count(id_in) != 0) return id_in;
   auto d = std::make_unique<Delivery>();
   d->owner = this;
-  d->id = newId();
+  d->id = id_in.empty() ? newId() : id_in;
   d->seq = next_seq_++;
   d->event = event;
   d->target = target;

@@ -120,6 +120,13 @@ class WebhookSender {
   // webhook-id ("msg_" + 26 random [0-9a-z]). A bad url or secret is reported through
   // on_failed (from the loop, not from inside this call) and counted as given up.
   std::string enqueue(const ScaleEvent& event, const WebhookTarget& target);
+  // The same with a webhook-id the caller reserved (reserveId()) and wrote down before, so that
+  // a crash between writing it and queueing cannot lead to a second id for one event. When
+  // `id` is already pending nothing is queued again (re-queueing after a restart is safe).
+  std::string enqueue(const ScaleEvent& event, const WebhookTarget& target, const std::string& id);
+  // A fresh webhook-id that no pending delivery has, for enqueue(event, target, id).
+  std::string reserveId() { return newId(); }
+  bool isPending(const std::string& id) const { return deliveries_.count(id) != 0; }
 
   const WebhookCounters& counters() const { return counters_; }
   size_t pending() const { return deliveries_.size(); }

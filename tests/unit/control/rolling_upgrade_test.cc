@@ -205,5 +205,204 @@ TEST_F(RollingUpgradeTest, NothingToUpgradeCompletesAtOnce) {
   EXPECT_EQ(step(p).kind, K::kCompleted);
 }
 
+// Restarts: the machine saved by toJson() and loaded into a fresh RollingUpgrade (as the
+// next process does from <state>.autoscale.json) goes on where it was.
+
+// The saved machine through its text form, as written to and read from the file.
+RollingUpgrade reload(const RollingUpgrade& up, MonoTime now, WallTime wall) {
+  nlohmann::json j = nlohmann::json::parse(up.toJson(now, wall).dump());
+  RollingUpgrade fresh;
+  Status st = fresh.restore(j, now, wall);
+  EXPECT_TRUE(st.isOk()) << st.message();
+  return fresh;
+}
+
+TEST_F(RollingUpgradeTest, RestartAfterEveryStepUpgradesEachInstanceOnce) {
+  Pool p = fivePool();
+  ASSERT_TRUE(up.start(request("v2"), p.xs, clock.now(), clock.wallNow()).isOk());
+  std::map<std::string, int> sent;  // instance -> upgrade_batch requests for it
+  Ids done;
+  UpgradeAction last;
+  for (int i = 0; i < 200 && up.progress().state != UpgradeState::kCompleted; ++i) {
+    up = reload(up, clock.now(), clock.wallNow());  // a restart before every step
+    UpgradeAction a = step(p);
+    switch (a.kind) {
+      case K::kDrainBatch:
+        up = reload(up, clock.now(), clock.wallNow());  // and between the action and its result
+        up.onDrained(clock.now());
+        break;
+      case K::kSendUpgradeBatch:
+        for (const auto& id : a.ids) ++sent[id];
+        up = reload(up, clock.now(), clock.wallNow());
+        up.onBatchSent(clock.now());
+        p.restart(a.ids, "v2", true);
+        break;
+      case K::kBatchDone:
+        done.insert(done.end(), a.ids.begin(), a.ids.end());
+        break;
+      case K::kPause:
+        clock.advance(10s);
+        break;
+      default:
+        break;
+    }
+    last = a;
+  }
+  EXPECT_EQ(last.kind, K::kCompleted);
+  EXPECT_EQ(done, (Ids{"vm-1", "vm-2", "vm-3", "vm-4", "vm-5"}));
+  EXPECT_EQ(sent, (std::map<std::string, int>{
+                      {"vm-1", 1}, {"vm-2", 1}, {"vm-3", 1}, {"vm-4", 1}, {"vm-5", 1}}));
+  EXPECT_EQ(up.progress().instances_upgraded, 5u);
+  up = reload(up, clock.now(), clock.wallNow());
+  EXPECT_EQ(step(p).kind, K::kNone);  // a completed upgrade is not reported nor restarted
+  EXPECT_EQ(up.progress().state, UpgradeState::kCompleted);
+  EXPECT_FALSE(up.running());
+}
+
+TEST_F(RollingUpgradeTest, RestoredDrainingBatchWaitsForTheSameDrain) {
+  Pool p = fivePool();
+  ASSERT_TRUE(up.start(request("v2"), p.xs, clock.now(), clock.wallNow()).isOk());
+  ASSERT_EQ(step(p).kind, K::kDrainBatch);
+  up = reload(up, clock.now(), clock.wallNow());
+  EXPECT_EQ(up.progress().state, UpgradeState::kDraining);
+  EXPECT_EQ(up.progress().current_batch, (Ids{"vm-1"}));
+  EXPECT_EQ(step(p).kind, K::kNone);  // still the caller's drain; no second batch
+  up.onDrained(clock.now());
+  UpgradeAction a = step(p);
+  EXPECT_EQ(a.kind, K::kSendUpgradeBatch);
+  EXPECT_EQ(a.ids, (Ids{"vm-1"}));
+}
+
+TEST_F(RollingUpgradeTest, RestoredSendingPhaseAsksForTheWebhookOnlyIfNotYetAsked) {
+  Pool p = fivePool();
+  ASSERT_TRUE(up.start(request("v2"), p.xs, clock.now(), clock.wallNow()).isOk());
+  step(p);
+  up.onDrained(clock.now());
+  // Saved before the caller got SendUpgradeBatch: the restored machine asks for it.
+  RollingUpgrade before = reload(up, clock.now(), clock.wallNow());
+  EXPECT_FALSE(before.batchSendRequested());
+  EXPECT_EQ(before.step(p.xs, clock.now(), clock.wallNow()).kind, K::kSendUpgradeBatch);
+  // Saved after: the webhook is the caller's (its outbox); no second request for the batch.
+  ASSERT_EQ(step(p).kind, K::kSendUpgradeBatch);
+  up = reload(up, clock.now(), clock.wallNow());
+  EXPECT_TRUE(up.batchSendRequested());
+  EXPECT_EQ(up.progress().state, UpgradeState::kSending);
+  EXPECT_EQ(step(p).kind, K::kNone);
+  up.onBatchSent(clock.now());
+  EXPECT_EQ(up.progress().state, UpgradeState::kWaitingHealthy);
+}
+
+TEST_F(RollingUpgradeTest, RestoredWaitKeepsItsDeadlineAcrossAnotherMonotonicClock) {
+  Pool p = fivePool();
+  ASSERT_TRUE(up.start(request("v2"), p.xs, clock.now(), clock.wallNow()).isOk());
+  step(p);
+  up.onDrained(clock.now());
+  step(p);
+  up.onBatchSent(clock.now());
+  p.restart({"vm-1"}, "v2", false);
+  clock.advance(4min);
+  nlohmann::json saved = up.toJson(clock.now(), clock.wallNow());
+  // Down for 30 s; the next process's monotonic clock starts near zero.
+  clock.advance(30s);
+  const MonoTime restarted = clock.now();
+  auto mono = [&] { return MonoTime{} + 7s + (clock.now() - restarted); };
+  RollingUpgrade r;
+  ASSERT_TRUE(r.restore(saved, mono(), clock.wallNow()).isOk());
+  EXPECT_EQ(r.step(p.xs, mono(), clock.wallNow()).kind, K::kWaitHealthy);
+  clock.advance(30s);  // 5 min since the batch was sent
+  EXPECT_EQ(r.step(p.xs, mono(), clock.wallNow()).kind, K::kWaitHealthy);
+  clock.advance(1s);
+  UpgradeAction a = r.step(p.xs, mono(), clock.wallNow());
+  ASSERT_EQ(a.kind, K::kAborted);
+  EXPECT_NE(a.reason.find("batch 1 of 5 not healthy at version v2 within 300s"), std::string::npos)
+      << a.reason;
+  EXPECT_EQ(a.ids, (Ids{"vm-1"}));
+}
+
+TEST_F(RollingUpgradeTest, RestoredPauseEndsWhenItWouldHave) {
+  Pool p = fivePool();
+  ASSERT_TRUE(up.start(request("v2"), p.xs, clock.now(), clock.wallNow()).isOk());
+  step(p);
+  up.onDrained(clock.now());
+  UpgradeAction a = step(p);
+  up.onBatchSent(clock.now());
+  p.restart(a.ids, "v2", true);
+  ASSERT_EQ(step(p).kind, K::kBatchDone);
+  clock.advance(4s);
+  up = reload(up, clock.now(), clock.wallNow());
+  a = step(p);
+  EXPECT_EQ(a.kind, K::kPause);
+  EXPECT_EQ(a.until, clock.now() + 6s);
+  clock.advance(6s);
+  a = step(p);
+  EXPECT_EQ(a.kind, K::kDrainBatch);
+  EXPECT_EQ(a.ids, (Ids{"vm-2"}));
+  EXPECT_EQ(a.batch_index, 1u);
+  EXPECT_EQ(up.progress().instances_upgraded, 1u);
+}
+
+TEST_F(RollingUpgradeTest, RestoredUpgradeStillAbortsOnItsUpgradedInstances) {
+  Pool p = fivePool();
+  UpgradeRequest r = request("v2");
+  r.max_unhealthy_upgraded = {0, false};
+  r.max_unhealthy = {5, false};
+  ASSERT_TRUE(up.start(r, p.xs, clock.now(), clock.wallNow()).isOk());
+  for (int b = 0; b < 2; ++b) {
+    UpgradeAction a = step(p);
+    up.onDrained(clock.now());
+    a = step(p);
+    up.onBatchSent(clock.now());
+    p.restart(a.ids, "v2", true);
+    if (b == 0) {
+      ASSERT_EQ(step(p).kind, K::kBatchDone);
+      clock.advance(10s);
+    }
+  }
+  up = reload(up, clock.now(), clock.wallNow());  // batch 2 in flight, vm-1 upgraded
+  p.at("vm-1").healthy = false;
+  p.at("vm-2").healthy = false;
+  UpgradeAction a = step(p);
+  ASSERT_EQ(a.kind, K::kAborted);
+  EXPECT_NE(a.reason.find("upgraded instances unhealthy during batch 2"), std::string::npos)
+      << a.reason;
+  up = reload(up, clock.now(), clock.wallNow());
+  EXPECT_EQ(step(p).kind, K::kNone);  // an aborted upgrade is not reported again
+  EXPECT_EQ(up.progress().state, UpgradeState::kAborted);
+  EXPECT_EQ(up.progress().reason, a.reason);
+  EXPECT_TRUE(up.start(request("v3"), p.xs, clock.now(), clock.wallNow()).isOk());
+}
+
+TEST_F(RollingUpgradeTest, RestoreRefusesWhatIsNotASavedMachine) {
+  Pool p = fivePool();
+  ASSERT_TRUE(up.start(request("v2"), p.xs, clock.now(), clock.wallNow()).isOk());
+  step(p);
+  nlohmann::json good = up.toJson(clock.now(), clock.wallNow());
+  auto refused = [&](nlohmann::json j, const std::string& what) {
+    RollingUpgrade r = reload(up, clock.now(), clock.wallNow());
+    Status st = r.restore(j, clock.now(), clock.wallNow());
+    EXPECT_FALSE(st.isOk()) << j.dump();
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find(what), std::string::npos) << st.message();
+    EXPECT_EQ(r.progress().state, UpgradeState::kDraining);  // left as it was
+  };
+  nlohmann::json j = good;
+  j["state"] = "exploding";
+  refused(j, "unknown state");
+  j = good;
+  j["batch_count"] = 9;
+  refused(j, "batch_count");
+  j = good;
+  j["batch_index"] = 5;
+  j["batch_count"] = 5;
+  refused(j, "batch_index");
+  j = good;
+  j.erase("upgraded");
+  refused(j, "upgraded");
+  j = good;
+  j["current_batch"] = 3;
+  refused(j, "");
+  refused(nlohmann::json::array(), "not a JSON object");
+}
+
 }  // namespace
 }  // namespace scalegate::control
