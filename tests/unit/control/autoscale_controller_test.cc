@@ -15,9 +15,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <set>
@@ -78,6 +80,23 @@ class Scaler {
   }
   evhttp* http_;
   uint16_t port_ = 0;
+};
+
+// A ManualClock that also lets the test look at the files each time the code under test
+// reads the wall time: the sender reads it while queueing a delivery (before the outbox is
+// written), which is where a crash would show what was written ahead of the queueing.
+class ProbedClock final : public Clock {
+ public:
+  MonoTime now() const override { return inner_.now(); }
+  WallTime wallNow() const override {
+    if (probe) probe();
+    return inner_.wallNow();
+  }
+  void advance(Duration d) { inner_.advance(d); }
+  std::function<void()> probe;
+
+ private:
+  ManualClock inner_;
 };
 
 class AutoscaleRestartTest : public ::testing::Test {
@@ -202,6 +221,26 @@ pools:
     return false;
   }
 
+  // What the files held at each wall-clock read during `fn`: (autoscale state, outbox ids).
+  std::vector<std::pair<std::string, Ids>> filesDuring(const std::function<void()>& fn) {
+    std::vector<std::pair<std::string, Ids>> seen;
+    clock_.probe = [&] { seen.emplace_back(readFile(autoscaleStatePathFor(state_)), outboxIds()); };
+    fn();
+    clock_.probe = nullptr;
+    return seen;
+  }
+  // The autoscale state file as it was at a moment when `id` was written in it (at `key` of
+  // the pool) and the outbox did not hold it yet: what a crash right then leaves. "" if never.
+  static std::string writtenAhead(const std::vector<std::pair<std::string, Ids>>& seen,
+                                  const Json::json_pointer& key, const std::string& id) {
+    for (const auto& [text, outbox] : seen) {
+      Json j = Json::parse(text, nullptr, false);
+      if (j.is_discarded() || !j.contains(key) || j[key] != id) continue;
+      if (std::find(outbox.begin(), outbox.end(), id) == outbox.end()) return text;
+    }
+    return "";
+  }
+
   // Seconds until the batch in flight's upgrade_batch is queued (drained, then sent).
   void untilBatchSent() {
     for (int i = 0; i < 5 && !upgradeStatus().contains("webhook_id"); ++i) second();
@@ -239,7 +278,7 @@ pools:
   }
 
   std::string dir_, state_;
-  ManualClock clock_;
+  ProbedClock clock_;
   event_base* base_ = nullptr;
   std::unique_ptr<Scaler> scaler_;
   std::shared_ptr<const config::Config> cfg_;
@@ -256,18 +295,22 @@ TEST_F(AutoscaleRestartTest, UpgradeResumesWithTheBatchWebhookPendingInTheOutbox
   ASSERT_EQ(r->code, 202) << r->error;
   // Batch 1 (vm-0) all the way through.
   untilBatchSent();
-  deliver(1);
+  ASSERT_NO_FATAL_FAILURE(deliver(1));
   upgradeInstance("vm-0", "v2");
   for (int i = 0; i < 5 && upgradeStatus()["batch"] != 1; ++i) second();
   // Batch 2 (vm-1): drained, its upgrade_batch queued, then SIGKILL before it is delivered.
-  untilBatchSent();
+  auto seen = filesDuring([&] { untilBatchSent(); });
   ASSERT_EQ(upgradeStatus()["state"], "sending");
   ASSERT_EQ(upgradeStatus()["current_batch"], Json({"vm-1"}));
   const std::string id = upgradeStatus()["webhook_id"];
   Json saved = savedPool()["upgrade"];
   EXPECT_EQ(saved["machine"]["state"], "sending");
-  EXPECT_EQ(saved["webhook_id"], id);  // written before it was queued
+  EXPECT_EQ(saved["webhook_id"], id);
   EXPECT_EQ(outboxIds(), Ids{id});
+  // Written ahead: the batch's phase and id were on disk before the outbox had the delivery.
+  const std::string ahead = writtenAhead(seen, "/pools/web/upgrade/webhook_id"_json_pointer, id);
+  ASSERT_NE(ahead, "");
+  EXPECT_EQ(Json::parse(ahead)["pools"]["web"]["upgrade"]["machine"]["state"], "sending");
   kill();
 
   ASSERT_TRUE(startProcess().isOk());
@@ -283,7 +326,7 @@ TEST_F(AutoscaleRestartTest, UpgradeResumesWithTheBatchWebhookPendingInTheOutbox
   // max_unhealthy_upgraded is 0).
   second();
   EXPECT_EQ(upgradeStatus()["state"], "sending");
-  deliver(2);
+  ASSERT_NO_FATAL_FAILURE(deliver(2));
   EXPECT_EQ(scaler_->received[1].id, id);  // the outbox's delivery, same id
   EXPECT_EQ(upgradeStatus()["state"], "waiting_healthy");
   second();
@@ -323,7 +366,7 @@ TEST_F(AutoscaleRestartTest, UpgradeBatchDeliveredButNotRecordedIsResentWithItsI
   ASSERT_EQ(upgradeStatus()["state"], "sending");
   const std::string before_delivery = readFile(autoscaleStatePathFor(state_));
   const std::string id = upgradeStatus()["webhook_id"];
-  deliver(1);
+  ASSERT_NO_FATAL_FAILURE(deliver(1));
   EXPECT_EQ(outboxIds(), Ids{});
   EXPECT_EQ(savedPool()["upgrade"]["machine"]["state"], "waiting_healthy");
   // The crash came between the delivery (outbox emptied) and the autoscale state's write.
@@ -331,7 +374,7 @@ TEST_F(AutoscaleRestartTest, UpgradeBatchDeliveredButNotRecordedIsResentWithItsI
   writeFile(autoscaleStatePathFor(state_), before_delivery);
   ASSERT_TRUE(startProcess().isOk());
   EXPECT_EQ(outboxIds(), Ids{id});  // queued again, under the same id
-  deliver(2);
+  ASSERT_NO_FATAL_FAILURE(deliver(2));
   EXPECT_EQ(scaler_->received[1].id, id);
   EXPECT_EQ(scaler_->received[1].body, scaler_->received[0].body);  // byte-identical event
   EXPECT_EQ(upgradeStatus()["state"], "waiting_healthy");
@@ -351,7 +394,7 @@ TEST_F(AutoscaleRestartTest, RestoredUpgradeStillHonoursItsHealthTimeout) {
                             R"({"version": "v2", "batch": 1, "health_timeout": "30s"})");
   ASSERT_EQ(r->code, 202) << r->error;
   untilBatchSent();
-  deliver(1);
+  ASSERT_NO_FATAL_FAILURE(deliver(1));
   ASSERT_EQ(upgradeStatus()["state"], "waiting_healthy");
   clock_.advance(20s);
   kill();
@@ -382,26 +425,27 @@ TEST_F(AutoscaleRestartTest, ScaleInWebhookHasOneIdWhereverTheCrashFalls) {
   second();
   auto r = ctl_->poolAction("web", "scale", "POST", R"({"capacity": 2})");
   ASSERT_EQ(r->code, 202) << r->error;
-  Json draining = Json::parse(readFile(autoscaleStatePathFor(state_)));
+  const Json draining = Json::parse(readFile(autoscaleStatePathFor(state_)));
   ASSERT_TRUE(draining["pools"]["web"].contains("scale_in"));
   EXPECT_FALSE(draining["pools"]["web"].contains("scale_in_webhook_id"));
-  second();  // vm-2 drained: the scale_in goes out
+  auto seen = filesDuring([&] { second(); });  // vm-2 drained: the scale_in goes out
   ASSERT_EQ(outboxIds().size(), 1u);
   const std::string id = outboxIds()[0];
   EXPECT_FALSE(savedPool().contains("scale_in"));  // done, written after the queueing
   kill();
 
-  // What the disk holds after a crash between writing the id and the outbox having it.
-  Json written = draining;
-  written["pools"]["web"]["scale_in_webhook_id"] = id;
-  written["pools"]["web"]["scale_in"]["id"] = id;
-  writeFile(autoscaleStatePathFor(state_), written.dump());
+  // What the disk held after the id was written and before the outbox had the event: a crash
+  // right there.
+  const std::string written = writtenAhead(seen, "/pools/web/scale_in_webhook_id"_json_pointer, id);
+  ASSERT_NE(written, "");
+  EXPECT_EQ(Json::parse(written)["pools"]["web"]["scale_in"]["data"]["instances"], Json({"vm-2"}));
+  writeFile(autoscaleStatePathFor(state_), written);
   const std::string queued_outbox = readFile(outboxPathFor(state_));
   std::filesystem::remove(outboxPathFor(state_));
   ASSERT_TRUE(startProcess().isOk());
   EXPECT_EQ(outboxIds(), Ids{id});  // queued now, under the written id
   EXPECT_FALSE(savedPool().contains("scale_in"));
-  deliver(1);
+  ASSERT_NO_FATAL_FAILURE(deliver(1));
   EXPECT_EQ(scaler_->received[0].id, id);
   EXPECT_EQ(scaler_->received[0].body["type"], "scale_in");
   EXPECT_EQ(scaler_->received[0].body["data"]["instances"], Json({"vm-2"}));
@@ -409,12 +453,12 @@ TEST_F(AutoscaleRestartTest, ScaleInWebhookHasOneIdWhereverTheCrashFalls) {
 
   // And after a crash between the outbox having it and writing that the scale-in is done:
   // the outbox's delivery is the only one.
-  writeFile(autoscaleStatePathFor(state_), written.dump());
+  writeFile(autoscaleStatePathFor(state_), written);
   writeFile(outboxPathFor(state_), queued_outbox);
   ASSERT_TRUE(startProcess().isOk());
   EXPECT_EQ(outboxIds(), Ids{id});
   EXPECT_FALSE(savedPool().contains("scale_in"));
-  deliver(2);
+  ASSERT_NO_FATAL_FAILURE(deliver(2));
   for (int i = 0; i < 3; ++i) second();
   EXPECT_EQ(scaler_->received.size(), 2u);
   EXPECT_EQ(scaler_->received[1].id, id);
