@@ -26,7 +26,8 @@
 //
 // Restarts: what a crash must not lose is written to `<state>.autoscale.json` (atomically,
 // whenever it changes): per pool the desired capacity, the provisioning deadline, the last
-// scale (for cooldowns) and a scale-in being drained (the instances and the event to send).
+// scale (for cooldowns), a scale-in being drained (the instances and the event to send) and
+// the rolling upgrade (control/README.md "Restarts during autoscaling").
 // Without it a restart during a scale-out would start from the members present, decide again
 // and ask the scaler for the same instances twice; a restart during a scale-in would leave its
 // members drained forever and never send the scale_in webhook. The desired capacity is written

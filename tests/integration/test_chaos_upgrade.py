@@ -1,8 +1,9 @@
 """Chaos on the control plane during a rolling upgrade, all real processes: scalegate, the
 reference scaler (bench/sgscaler) and its sgbackend instances.
 
-A uniform pool of four instances is upgraded to v2 one instance per batch, and scalegate is
-killed with SIGKILL while a batch is in flight, then started again with the same state files.
+A uniform pool of four instances is upgraded to v2, and scalegate is stopped (SIGKILL, or
+SIGTERM: drain and exit) while a batch is in flight, then started again with the same state
+files.
 The upgrade must go on from <state>.autoscale.json where it was and complete, every instance
 restarted by the scaler exactly once (its process started twice: at v1, then at v2), one
 webhook-id per batch (a re-sent batch keeps its id, which the scaler de-duplicates), and the
@@ -11,7 +12,7 @@ admin API and sgctl showing the resumed upgrade.
 - SIGKILL while batch 1's upgrade_batch is pending: the scaler refuses the first tries (500),
   so the delivery waits in the outbox, the batch's phase (sending) and webhook-id in the
   autoscale state. Deterministic.
-- SIGKILL while batch 2 of 2 has been handed to the scaler (its instances restarting, the
+- SIGTERM while batch 2 of 2 has been handed to the scaler (its instances restarting, the
   batch waiting for health, or its webhook's answer not yet seen): whichever phase the kill
   hits, the upgrade resumes and ends.
 
@@ -22,6 +23,7 @@ the files such a crash leaves."""
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import unittest
@@ -174,19 +176,20 @@ class RestartMidUpgradeTest(ProcessTestCase):
         events = self.api.get_json("/v1/events?limit=1000")["events"]
         self.assertTrue(any(e["type"] == "upgrade_resumed" for e in events), events)
 
-    def test_sigkill_while_a_batch_is_being_upgraded(self):
+    def test_sigterm_while_a_batch_is_being_upgraded(self):
         self.start_stack([])
         self.start_upgrade(batch=2)  # two batches: vm-0 + vm-1, vm-2 + vm-3
-        # Batch 2's webhook reached the scaler: vm-2 is restarting at v2. Kill now.
+        # Batch 2's webhook reached the scaler: vm-2 is restarting at v2. Stop now.
         wait_until(lambda: re.search(r"upgrade_batch: restarting vm-2 at version v2",
                                      self.scaler.log()),
                    20 * SLOWDOWN, interval=0.02, what="batch 2 handed to the scaler")
-        self.sg.kill()
+        self.assertEqual(self.sg.stop(signal.SIGTERM, timeout=10 * SLOWDOWN), 0,
+                         self.sg.log()[-2000:])
         saved = self.read_json(self.autoscale_state)["pools"]["web"]["upgrade"]["machine"]
         self.assertIn(saved["state"], ("sending", "waiting_healthy", "pausing", "draining"),
                       saved)
-        self.assertGreaterEqual(saved["batch_index"], 1, saved)
-        self.assertLess(saved["batch_index"], 2, saved)
+        # Batch 2 in flight (or, if the drain let a last tick see it healthy, just done).
+        self.assertIn(saved["batch_index"], (1, 2), saved)
         self.restart_and_finish(self.sg.log(), batches=2)
 
 
