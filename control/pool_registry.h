@@ -185,8 +185,9 @@ class PoolRegistry {
   Result<bool> upsertMember(const std::string& pool, const std::string& id, const MemberSpec& spec);
   Status removeMember(const std::string& pool, const std::string& id);
   // Rolling upgrades of uniform pools: while one runs, members may also run `version`;
-  // finishUpgrade() makes it the pool's version (an aborted upgrade passes the old one back
-  // through setUpgradeVersion(pool, "") instead).
+  // finishUpgrade() makes it the pool's version. An aborted upgrade leaves `version` allowed:
+  // the members it already upgraded run it and must be able to re-register (a repair, a
+  // restart); the next upgrade's version replaces it.
   void setUpgradeVersion(const std::string& pool, const std::string& version);
   void finishUpgrade(const std::string& pool);
   // A PUT of a config member stores the spec as an override (kept across reloads and
