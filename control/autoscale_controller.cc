@@ -787,6 +787,14 @@ void AutoscaleController::stepUpgrade(PoolState& ps, const PoolRecord& p,
       ps.provisioning_until = now + kProvisionTimeout;
       persistState();
       std::string id = send(ps, e, ps.upgrade_webhook_id);
+      if (!ps.target.has_value()) {
+        // Nothing will ever deliver it: the batch fails now instead of waiting in `sending`
+        // forever (its drained members come back with the abort).
+        ps.upgrade.onBatchFailed("upgrade_batch not sent: the pool has no usable scaler",
+                                 clock_.now(), clock_.wallNow());
+        persistState();
+        break;
+      }
       registry_.addEvent("upgrade_batch_sent", p.name, "", batchText() + " (webhook " + id + ")");
       break;
     }

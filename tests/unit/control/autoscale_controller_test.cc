@@ -484,4 +484,31 @@ TEST_F(AutoscaleRestartTest, CorruptUpgradeStateIsAClearStartError) {
 }
 
 }  // namespace
+TEST_F(AutoscaleRestartTest, UpgradeWithoutAUsableScalerAbortsInsteadOfWaiting) {
+  // The scaler's secret cannot be read: the pool has no webhook target.
+  std::filesystem::remove(dir_ + "/scaler.secret");
+  reg_ = std::make_unique<PoolRegistry>(1, clock_);
+  ASSERT_TRUE(reg_->loadState(state_).isOk());
+  reg_->applyConfig(cfg_);
+  ctl_ = std::make_unique<AutoscaleController>(base_, *reg_, clock_, outboxPathFor(state_),
+                                               autoscaleStatePathFor(state_),
+                                               [this] { (void)reg_->saveState(state_); });
+  Status st = ctl_->applyConfig(*cfg_);
+  ASSERT_FALSE(st.isOk());
+  EXPECT_NE(st.message().find("secret_file"), std::string::npos) << st.message();
+  ASSERT_TRUE(ctl_->start().isOk());
+  allHealthy();
+  auto r = ctl_->poolAction("web", "upgrade", "POST", R"({"version": "v2", "batch": 1})");
+  ASSERT_EQ(r->code, 202) << r->error;
+  // The failed batch is aborted at once, and the next step reports it (event, undrain).
+  for (int i = 0; i < 5 && !hasEvent("upgrade_aborted"); ++i) second();
+  Json u = upgradeStatus();
+  EXPECT_EQ(u["state"], "aborted") << u.dump();
+  EXPECT_NE(u.dump().find("no usable scaler"), std::string::npos) << u.dump();
+  EXPECT_TRUE(hasEvent("upgrade_aborted"));
+  // The batch's drained member is back in rotation.
+  EXPECT_EQ(reg_->findPool("web")->find("vm-0")->drain, DrainState::kNone);
+  EXPECT_TRUE(scaler_->received.empty());
+}
+
 }  // namespace scalegate::control
