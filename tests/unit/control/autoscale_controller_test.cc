@@ -5,6 +5,7 @@
 // server on loopback in the same event loop.
 
 #include "control/autoscale_controller.h"
+#include "tests/unit/control/test_support.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -37,26 +38,14 @@ using Ids = std::vector<std::string>;
 
 constexpr char kSecret[] = "whsec_YXV0b3NjYWxlLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void writeFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
+using test_support::readFile;
+using test_support::writeFile;
 
 // The scaler: answers 202 to every webhook and remembers (id, event).
 class Scaler {
  public:
   explicit Scaler(event_base* base) : http_(evhttp_new(base)) {
-    evhttp_bound_socket* sock = evhttp_bind_socket_with_handle(http_, "127.0.0.1", 0);
-    EXPECT_NE(sock, nullptr);
-    sockaddr_in addr{};
-    socklen_t len = sizeof(addr);
-    getsockname(evhttp_bound_socket_get_fd(sock), reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    port_ = test_support::bindLoopback(http_);
     evhttp_set_gencb(http_, &Scaler::onRequest, this);
   }
   ~Scaler() { evhttp_free(http_); }

@@ -1,4 +1,5 @@
 #include "control/pool_registry.h"
+#include "tests/unit/control/test_support.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -58,15 +59,8 @@ bool hasEvent(const PoolRegistry& r, const std::string& type, const std::string&
   return false;
 }
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void writeFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
+using test_support::readFile;
+using test_support::writeFile;
 
 // A fresh directory under the system temp dir, removed at the end of the test.
 class TempDir {

@@ -1,4 +1,5 @@
 #include "control/webhook_sender.h"
+#include "tests/unit/control/test_support.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -45,12 +46,7 @@ struct Received {
 class TestServer {
  public:
   explicit TestServer(event_base* base) : http_(evhttp_new(base)) {
-    evhttp_bound_socket* sock = evhttp_bind_socket_with_handle(http_, "127.0.0.1", 0);
-    EXPECT_NE(sock, nullptr);
-    sockaddr_in addr{};
-    socklen_t len = sizeof(addr);
-    getsockname(evhttp_bound_socket_get_fd(sock), reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    port_ = test_support::bindLoopback(http_);
     evhttp_set_gencb(http_, &TestServer::onRequest, this);
   }
   ~TestServer() { evhttp_free(http_); }

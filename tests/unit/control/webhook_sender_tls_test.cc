@@ -19,6 +19,7 @@
 #include <string>
 
 #include "control/webhook_sender.h"
+#include "tests/unit/control/test_support.h"
 
 namespace scalegate::control {
 namespace {
@@ -78,11 +79,7 @@ class TlsServer {
                                                 BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
         },
         ctx_);
-    evhttp_bound_socket* sock = evhttp_bind_socket_with_handle(http_, "127.0.0.1", 0);
-    sockaddr_in addr{};
-    socklen_t len = sizeof(addr);
-    getsockname(evhttp_bound_socket_get_fd(sock), reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    port_ = test_support::bindLoopback(http_);
     evhttp_set_gencb(
         http_,
         [](evhttp_request* req, void* arg) {
