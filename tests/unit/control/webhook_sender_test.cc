@@ -418,6 +418,30 @@ TEST_F(WebhookSenderTest, MalformedOutboxIsAnError) {
   EXPECT_EQ(*makeSender(outbox_)->loadOutbox(), 0u);  // a missing file is an empty outbox
 }
 
+TEST_F(WebhookSenderTest, OutboxTextIsWhatTheFileHoldsAndLoadsAgain) {
+  server_->setDefault({500});
+  sender_ = makeSender(outbox_);
+  WebhookTarget t = target();
+  t.max_backoff = 60s;
+  const std::string id = sender_->enqueue(event(), t);
+  ASSERT_TRUE(runUntil([&] { return sender_->counters().failed_attempts[7] == 1; }));
+  const std::string text = *readWholeFile(outbox_);
+  EXPECT_EQ(sender_->outboxText(), text);
+  sender_.reset();
+
+  sender_ = makeSender("");  // no file: the text is all there is
+  auto resumed = sender_->loadOutboxText("copied.outbox.json", text);
+  ASSERT_TRUE(resumed.isOk()) << resumed.status().toString();
+  EXPECT_EQ(*resumed, 1u);
+  EXPECT_EQ(sender_->pendingIds(), std::vector<std::string>{id});
+  EXPECT_EQ(sender_->outboxText(), text);
+
+  auto bad = makeSender("")->loadOutboxText("copied.outbox.json", text.substr(0, text.size() / 2));
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_EQ(bad.status().message().rfind("webhook outbox copied.outbox.json: ", 0), 0u)
+      << bad.status().message();
+}
+
 TEST(WebhookBackoff, DoublesUpToTheCap) {
   EXPECT_EQ(WebhookSender::backoffBase(1, 60s), 1s);
   EXPECT_EQ(WebhookSender::backoffBase(2, 60s), 2s);
