@@ -491,6 +491,28 @@ TEST_F(AutoscaleRestartTest, StateTextIsWhatTheFileHoldsAndLoadsAgain) {
   EXPECT_EQ(st.message().rfind("autoscale state copied.autoscale.json: ", 0), 0u) << st.message();
 }
 
+// Found by tests/fuzz autoscale_state: "desired": 1e20 was converted to uint32_t with undefined
+// behaviour, a deadline in milliseconds far from now overflowed the nanosecond clocks, and a
+// float version was converted to int the same way. Each is a clear error now.
+TEST_F(AutoscaleRestartTest, NumbersOutOfRangeAreAClearError) {
+  PoolRegistry reg(1, clock_);
+  reg.applyConfig(cfg_);
+  for (const char* text :
+       {R"({"version": 1, "pools": {"web": {"desired": 1e20}}})",
+        R"({"version": 1, "pools": {"web": {"desired": -1}}})",
+        R"({"version": 1, "pools": {"web": {"desired": 2,
+            "provisioning_until_unix_ms": 9223372036854775807}}})",
+        R"({"version": 1, "pools": {"web": {"desired": 2, "last_scaled_unix_ms": 1.5e300}}})",
+        R"({"version": 1e100, "pools": {}})"}) {
+    AutoscaleController ctl(base_, reg, clock_, "", "", nullptr);
+    ASSERT_TRUE(ctl.applyConfig(*cfg_).isOk());
+    Status st = ctl.loadStateText("x.autoscale.json", text);
+    ASSERT_FALSE(st.isOk()) << text;
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(st.message().rfind("autoscale state x.autoscale.json: ", 0), 0u) << st.message();
+  }
+}
+
 TEST_F(AutoscaleRestartTest, CorruptUpgradeStateIsAClearStartError) {
   writeFile(autoscaleStatePathFor(state_),
             R"({"version": 1, "pools": {"web": {"desired": 3,
