@@ -334,13 +334,19 @@ Status AutoscaleController::loadState() {
   if (!text.isOk()) {
     return text.status().code() == StatusCode::kNotFound ? Status::ok() : text.status();
   }
-  const std::string where = "autoscale state " + state_path_ + ": ";
-  Json root = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  return loadStateText(state_path_, *text);
+}
+
+Status AutoscaleController::loadStateText(const std::string& name, const std::string& text) {
+  const std::string where = "autoscale state " + name + ": ";
+  Json root = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object() || !root.contains("pools") ||
       !root["pools"].is_object()) {
     return invalidArgument(where + "not a JSON object with \"pools\"");
   }
-  if (root.value("version", 0) != kStateVersion) {
+  const auto version = root.find("version");
+  if (version == root.end() || !version->is_number_integer() ||
+      version->get<int64_t>() != kStateVersion) {
     return invalidArgument(where + "unknown version (want " + std::to_string(kStateVersion) + ")");
   }
   const MonoTime now = clock_.now();
@@ -355,10 +361,10 @@ Status AutoscaleController::loadState() {
     if (ps == nullptr) continue;  // no longer autoscaled
     const Json& j = it.value();
     try {
-      ps->desired = j.at("desired").get<uint32_t>();
+      ps->desired = stateUint32(j.at("desired"));
       ps->desired_known = true;
       if (j.contains("provisioning_until_unix_ms")) {
-        ps->provisioning_until = monoOf(j["provisioning_until_unix_ms"].get<int64_t>());
+        ps->provisioning_until = monoOf(stateMillis(j["provisioning_until_unix_ms"]));
         // A deadline already past still ends in the next reconcile (with its event).
         if (ps->provisioning_until <= MonoTime{}) ps->provisioning_until = now;
       }
@@ -367,7 +373,7 @@ Status AutoscaleController::loadState() {
         ps->autoscaler.recordScaled(dir == "out"  ? ScaleDirection::kOut
                                     : dir == "in" ? ScaleDirection::kIn
                                                   : ScaleDirection::kNone,
-                                    monoOf(j["last_scaled_unix_ms"].get<int64_t>()));
+                                    monoOf(stateMillis(j["last_scaled_unix_ms"])));
       }
       if (j.contains("scale_in")) {
         auto e = parseScalegatePayload(j["scale_in"].dump());
@@ -378,7 +384,9 @@ Status AutoscaleController::loadState() {
         si.new_capacity = e->new_capacity;
         si.reason = e->reason;
         si.zones = e->zones;
-        si.started = monoOf(j.value("scale_in_started_unix_ms", unixMs(wall)));
+        si.started = monoOf(j.contains("scale_in_started_unix_ms")
+                                ? stateMillis(j["scale_in_started_unix_ms"])
+                                : unixMs(wall));
         if (j.contains("scale_in_webhook_id")) {
           si.webhook_id = j["scale_in_webhook_id"].get<std::string>();
           si.event_at = e->created_at;
@@ -434,10 +442,10 @@ Status AutoscaleController::loadState() {
                 {"state", upgradeStateName(up.state)}});
     }
   }
-  state_written_ = *text;
+  state_written_ = text;
   if (restored > 0) {
     logEvent(LogLevel::kInfo, "autoscale state restored",
-             {{"path", state_path_}, {"pools", std::to_string(restored)}});
+             {{"path", name}, {"pools", std::to_string(restored)}});
   }
   return Status::ok();
 }

@@ -107,6 +107,12 @@ class AutoscaleController {
   void addMetrics(std::vector<prometheus::MetricFamily>& out) const;
 
   const WebhookCounters& webhookCounters() const { return sender_->counters(); }
+  // The autoscale state file's reader and writer on text: start() reads the file into
+  // loadStateText(); stateText() is what the file gets. `name` (the path) starts every error.
+  // Call loadStateText() after applyConfig() and only on a fresh controller (pools the config
+  // does not autoscale are skipped). Tests and tests/fuzz use both directly.
+  Status loadStateText(const std::string& name, const std::string& text);
+  std::string stateText() const { return renderState(); }
 
  private:
   struct ScaleIn {

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "control/scale_in_selector.h"
+#include "control/state_file.h"
 
 namespace scalegate::control {
 
@@ -29,7 +30,7 @@ Json limitJson(const config::CountOrPercent& l) {
 
 config::CountOrPercent limitFrom(const Json& j) {
   config::CountOrPercent l;
-  l.value = j.at("value").get<uint32_t>();
+  l.value = stateUint32(j.at("value"));
   l.percent = j.at("percent").get<bool>();
   return l;
 }
@@ -398,12 +399,11 @@ Status RollingUpgrade::restore(const Json& j, MonoTime now, WallTime wall_now) {
     r.request_.batch = limitFrom(req.at("batch"));
     r.request_.max_unhealthy = limitFrom(req.at("max_unhealthy"));
     r.request_.max_unhealthy_upgraded = limitFrom(req.at("max_unhealthy_upgraded"));
-    r.request_.pause = std::chrono::milliseconds(req.at("pause_ms").get<int64_t>());
-    r.request_.health_timeout =
-        std::chrono::milliseconds(req.at("health_timeout_ms").get<int64_t>());
+    r.request_.pause = std::chrono::milliseconds(stateMillis(req.at("pause_ms")));
+    r.request_.health_timeout = std::chrono::milliseconds(stateMillis(req.at("health_timeout_ms")));
     for (const Json& b : j.at("batches")) r.batches_.push_back(ids(b));
-    r.progress_.batch_index = j.at("batch_index").get<uint32_t>();
-    r.progress_.batch_count = j.at("batch_count").get<uint32_t>();
+    r.progress_.batch_index = stateUint32(j.at("batch_index"));
+    r.progress_.batch_count = stateUint32(j.at("batch_count"));
     if (r.progress_.batch_count != r.batches_.size()) {
       return invalidArgument("batch_count: " + std::to_string(r.progress_.batch_count) + ", but " +
                              std::to_string(r.batches_.size()) + " batches");
@@ -417,17 +417,16 @@ Status RollingUpgrade::restore(const Json& j, MonoTime now, WallTime wall_now) {
     if (in_batch && r.progress_.batch_index == r.progress_.batch_count) {
       return invalidArgument("batch_index: no batch in flight in state " + state);
     }
-    r.progress_.instances_total = j.at("instances_total").get<uint32_t>();
-    r.progress_.instances_upgraded = j.at("instances_upgraded").get<uint32_t>();
+    r.progress_.instances_total = stateUint32(j.at("instances_total"));
+    r.progress_.instances_upgraded = stateUint32(j.at("instances_upgraded"));
     r.progress_.current_batch = ids(j.at("current_batch"));
     r.upgraded_ = ids(j.at("upgraded"));
     r.send_requested_ = j.at("send_requested").get<bool>();
-    r.phase_started_ =
-        now + std::chrono::duration_cast<Duration>(
-                  fromUnixMs(j.at("phase_started_unix_ms").get<int64_t>()) - wall_now);
-    r.progress_.started_at = fromUnixMs(j.at("started_at_unix_ms").get<int64_t>());
+    r.phase_started_ = now + std::chrono::duration_cast<Duration>(
+                                 fromUnixMs(stateMillis(j.at("phase_started_unix_ms"))) - wall_now);
+    r.progress_.started_at = fromUnixMs(stateMillis(j.at("started_at_unix_ms")));
     if (j.contains("ended_at_unix_ms")) {
-      r.progress_.ended_at = fromUnixMs(j["ended_at_unix_ms"].get<int64_t>());
+      r.progress_.ended_at = fromUnixMs(stateMillis(j["ended_at_unix_ms"]));
     }
     r.progress_.reason = j.at("reason").get<std::string>();
   } catch (const Json::exception& e) {

@@ -96,6 +96,33 @@ Status replaceFileAtomically(const std::string& path, std::string_view contents)
   return Status::ok();
 }
 
+namespace {
+
+int64_t stateInteger(const nlohmann::json& j, int64_t lo, int64_t hi) {
+  using Json = nlohmann::json;
+  if (!j.is_number_integer()) {
+    throw Json::type_error::create(302, std::string("expected an integer, but is ") + j.type_name(),
+                                   &j);
+  }
+  // An unsigned above INT64_MAX is out of every range asked for here.
+  const bool too_big = j.is_number_unsigned() && j.get<uint64_t>() > static_cast<uint64_t>(hi);
+  if (too_big || j.get<int64_t>() < lo || j.get<int64_t>() > hi) {
+    throw Json::out_of_range::create(
+        406, j.dump() + " is outside " + std::to_string(lo) + ".." + std::to_string(hi), &j);
+  }
+  return j.get<int64_t>();
+}
+
+}  // namespace
+
+uint32_t stateUint32(const nlohmann::json& j) {
+  return static_cast<uint32_t>(stateInteger(j, 0, UINT32_MAX));
+}
+
+int64_t stateMillis(const nlohmann::json& j) {
+  return stateInteger(j, -kMaxStateMillis, kMaxStateMillis);
+}
+
 std::string stateFilePath(const config::Config& cfg) {
   if (!cfg.admin.state_file.empty()) return cfg.admin.state_file;
   std::filesystem::path p(cfg.path);

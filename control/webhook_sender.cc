@@ -523,6 +523,14 @@ void WebhookSender::finish(Delivery* d, bool delivered, const std::string& error
 
 void WebhookSender::persist() {
   if (outbox_path_.empty()) return;
+  Status st = replaceFileAtomically(outbox_path_, outboxText());
+  if (!st.isOk()) {
+    ++counters_.persist_errors;
+    SG_LOG(kError, "webhook outbox: %s", st.message().c_str());
+  }
+}
+
+std::string WebhookSender::outboxText() const {
   std::vector<const Delivery*> v;
   for (const auto& [id, d] : deliveries_) v.push_back(d.get());
   std::sort(v.begin(), v.end(),
@@ -545,12 +553,7 @@ void WebhookSender::persist() {
     list.push_back(std::move(item));
   }
   Json root = {{"version", kOutboxVersion}, {"deliveries", std::move(list)}};
-  Status st = replaceFileAtomically(
-      outbox_path_, root.dump(1, ' ', false, Json::error_handler_t::replace) + "\n");
-  if (!st.isOk()) {
-    ++counters_.persist_errors;
-    SG_LOG(kError, "webhook outbox: %s", st.message().c_str());
-  }
+  return root.dump(1, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
 Result<size_t> WebhookSender::loadOutbox() {
@@ -560,10 +563,16 @@ Result<size_t> WebhookSender::loadOutbox() {
     if (text.status().code() == StatusCode::kNotFound) return size_t{0};
     return text.status();
   }
-  const std::string where = "webhook outbox " + outbox_path_ + ": ";
-  Json root = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  return loadOutboxText(outbox_path_, *text);
+}
+
+Result<size_t> WebhookSender::loadOutboxText(const std::string& name, const std::string& text) {
+  const std::string where = "webhook outbox " + name + ": ";
+  Json root = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) return invalidArgument(where + "not a JSON object");
-  if (root.value("version", 0) != kOutboxVersion) {
+  const auto version = root.find("version");
+  if (version == root.end() || !version->is_number_integer() ||
+      version->get<int64_t>() != kOutboxVersion) {
     return invalidArgument(where + "unknown version (want " + std::to_string(kOutboxVersion) + ")");
   }
   auto list = root.find("deliveries");
@@ -585,13 +594,13 @@ Result<size_t> WebhookSender::loadOutbox() {
       if (!parseWebhookFormat(item.at("format").get<std::string>(), &d->target.format)) {
         return invalidArgument(at + "format: unknown");
       }
-      d->target.timeout = std::chrono::milliseconds(item.at("timeout_ms").get<int64_t>());
-      d->target.max_attempts = std::max<uint32_t>(1, item.at("max_attempts").get<uint32_t>());
-      d->target.max_backoff = std::chrono::milliseconds(item.at("max_backoff_ms").get<int64_t>());
+      d->target.timeout = std::chrono::milliseconds(stateMillis(item.at("timeout_ms")));
+      d->target.max_attempts = std::max<uint32_t>(1, stateUint32(item.at("max_attempts")));
+      d->target.max_backoff = std::chrono::milliseconds(stateMillis(item.at("max_backoff_ms")));
       d->target.ca_file = item.value("ca_file", "");
-      d->attempts = item.at("attempts").get<uint32_t>();
+      d->attempts = stateUint32(item.at("attempts"));
       d->next_attempt = WallTime(std::chrono::duration_cast<WallTime::duration>(
-          std::chrono::milliseconds(item.at("next_attempt_unix_ms").get<int64_t>())));
+          std::chrono::milliseconds(stateMillis(item.at("next_attempt_unix_ms")))));
       d->last_error = item.value("last_error", "");
     } catch (const Json::exception& e) {
       return invalidArgument(at + e.what());

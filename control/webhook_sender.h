@@ -115,6 +115,10 @@ class WebhookSender {
   // Returns how many deliveries were resumed; an unreadable or malformed file is an error (the
   // file is left alone for a person to look at, and nothing is resumed).
   Result<size_t> loadOutbox();
+  // loadOutbox() on the file's text; `name` (the path) starts every error. outboxText() is
+  // what the outbox file gets. Tests and tests/fuzz use both directly.
+  Result<size_t> loadOutboxText(const std::string& name, const std::string& text);
+  std::string outboxText() const;
 
   // Queues a delivery and starts its first attempt on the next loop pass. Returns its
   // webhook-id ("msg_" + 26 random [0-9a-z]). A bad url or secret is reported through

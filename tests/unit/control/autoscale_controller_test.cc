@@ -454,6 +454,54 @@ TEST_F(AutoscaleRestartTest, ScaleInWebhookHasOneIdWhereverTheCrashFalls) {
   EXPECT_EQ(outboxIds(), Ids{});
 }
 
+TEST_F(AutoscaleRestartTest, StateTextIsWhatTheFileHoldsAndLoadsAgain) {
+  ASSERT_TRUE(startProcess().isOk());
+  allHealthy();
+  second();
+  auto r = ctl_->poolAction("web", "scale", "POST", R"({"capacity": 2})");
+  ASSERT_EQ(r->code, 202) << r->error;
+  const std::string text = readFile(autoscaleStatePathFor(state_));
+  ASSERT_TRUE(Json::parse(text)["pools"]["web"].contains("scale_in"));
+  EXPECT_EQ(ctl_->stateText(), text);
+
+  // A controller without files, as at a start, fed the same text.
+  PoolRegistry reg(1, clock_);
+  reg.applyConfig(cfg_);
+  AutoscaleController other(base_, reg, clock_, "", "", nullptr);
+  ASSERT_TRUE(other.applyConfig(*cfg_).isOk());
+  Status st = other.loadStateText("copied.autoscale.json", text);
+  ASSERT_TRUE(st.isOk()) << st.message();
+  EXPECT_EQ(other.stateText(), text);
+
+  AutoscaleController bad(base_, reg, clock_, "", "", nullptr);
+  ASSERT_TRUE(bad.applyConfig(*cfg_).isOk());
+  st = bad.loadStateText("copied.autoscale.json", text.substr(0, text.size() / 2));
+  ASSERT_FALSE(st.isOk());
+  EXPECT_EQ(st.message().rfind("autoscale state copied.autoscale.json: ", 0), 0u) << st.message();
+}
+
+// Found by tests/fuzz autoscale_state: "desired": 1e20 was converted to uint32_t with undefined
+// behaviour, a deadline in milliseconds far from now overflowed the nanosecond clocks, and a
+// float version was converted to int the same way. Each is a clear error now.
+TEST_F(AutoscaleRestartTest, NumbersOutOfRangeAreAClearError) {
+  PoolRegistry reg(1, clock_);
+  reg.applyConfig(cfg_);
+  for (const char* text :
+       {R"({"version": 1, "pools": {"web": {"desired": 1e20}}})",
+        R"({"version": 1, "pools": {"web": {"desired": -1}}})",
+        R"({"version": 1, "pools": {"web": {"desired": 2,
+            "provisioning_until_unix_ms": 9223372036854775807}}})",
+        R"({"version": 1, "pools": {"web": {"desired": 2, "last_scaled_unix_ms": 1.5e300}}})",
+        R"({"version": 1e100, "pools": {}})"}) {
+    AutoscaleController ctl(base_, reg, clock_, "", "", nullptr);
+    ASSERT_TRUE(ctl.applyConfig(*cfg_).isOk());
+    Status st = ctl.loadStateText("x.autoscale.json", text);
+    ASSERT_FALSE(st.isOk()) << text;
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(st.message().rfind("autoscale state x.autoscale.json: ", 0), 0u) << st.message();
+  }
+}
+
 TEST_F(AutoscaleRestartTest, CorruptUpgradeStateIsAClearStartError) {
   writeFile(autoscaleStatePathFor(state_),
             R"({"version": 1, "pools": {"web": {"desired": 3,

@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "control/state_file.h"
+
 namespace scalegate::control {
 namespace {
 
@@ -402,6 +404,51 @@ TEST_F(RollingUpgradeTest, RestoreRefusesWhatIsNotASavedMachine) {
   j["current_batch"] = 3;
   refused(j, "");
   refused(nlohmann::json::array(), "not a JSON object");
+}
+
+// Found by tests/fuzz autoscale_state: a float where an integer belongs was converted with
+// undefined behaviour (1e20 into uint32_t), and milliseconds far from now overflowed the
+// nanosecond clocks. Both are refused now, naming what is wrong.
+TEST_F(RollingUpgradeTest, RestoreRefusesNumbersOutOfRange) {
+  Pool p = fivePool();
+  ASSERT_TRUE(up.start(request("v2"), p.xs, clock.now(), clock.wallNow()).isOk());
+  step(p);
+  const nlohmann::json good = up.toJson(clock.now(), clock.wallNow());
+  auto refused = [&](nlohmann::json j, const std::string& what) {
+    RollingUpgrade r = reload(up, clock.now(), clock.wallNow());
+    Status st = r.restore(j, clock.now(), clock.wallNow());
+    ASSERT_FALSE(st.isOk()) << j.dump();
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find(what), std::string::npos) << st.message();
+    EXPECT_EQ(r.progress().state, UpgradeState::kDraining);  // left as it was
+  };
+  nlohmann::json j = good;
+  j["instances_total"] = 1e20;
+  refused(j, "expected an integer, but is number");
+  j = good;
+  j["batch_index"] = -1;
+  refused(j, "-1 is outside 0..4294967295");
+  j = good;
+  j["request"]["batch"]["value"] = 4294967296;
+  refused(j, "4294967296 is outside");
+  j = good;
+  j["request"]["pause_ms"] = -9.5e30;
+  refused(j, "expected an integer");
+  j = good;
+  j["phase_started_unix_ms"] = INT64_MAX;
+  refused(j, "is outside");
+  j = good;
+  j["started_at_unix_ms"] = UINT64_MAX;
+  refused(j, "is outside");
+  j = good;
+  j["ended_at_unix_ms"] = -kMaxStateMillis - 1;
+  refused(j, "is outside");
+  // The limits themselves load (about 200 years either side of 1970).
+  j = good;
+  j["request"]["health_timeout_ms"] = kMaxStateMillis;
+  j["ended_at_unix_ms"] = -kMaxStateMillis;
+  RollingUpgrade r;
+  EXPECT_TRUE(r.restore(j, clock.now(), clock.wallNow()).isOk());
 }
 
 }  // namespace

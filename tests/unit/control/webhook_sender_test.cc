@@ -414,6 +414,61 @@ TEST_F(WebhookSenderTest, MalformedOutboxIsAnError) {
   EXPECT_EQ(*makeSender(outbox_)->loadOutbox(), 0u);  // a missing file is an empty outbox
 }
 
+TEST_F(WebhookSenderTest, OutboxTextIsWhatTheFileHoldsAndLoadsAgain) {
+  server_->setDefault({500});
+  sender_ = makeSender(outbox_);
+  WebhookTarget t = target();
+  t.max_backoff = 60s;
+  const std::string id = sender_->enqueue(event(), t);
+  ASSERT_TRUE(runUntil([&] { return sender_->counters().failed_attempts[7] == 1; }));
+  const std::string text = *readWholeFile(outbox_);
+  EXPECT_EQ(sender_->outboxText(), text);
+  sender_.reset();
+
+  sender_ = makeSender("");  // no file: the text is all there is
+  auto resumed = sender_->loadOutboxText("copied.outbox.json", text);
+  ASSERT_TRUE(resumed.isOk()) << resumed.status().toString();
+  EXPECT_EQ(*resumed, 1u);
+  EXPECT_EQ(sender_->pendingIds(), std::vector<std::string>{id});
+  EXPECT_EQ(sender_->outboxText(), text);
+
+  auto bad = makeSender("")->loadOutboxText("copied.outbox.json", text.substr(0, text.size() / 2));
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_EQ(bad.status().message().rfind("webhook outbox copied.outbox.json: ", 0), 0u)
+      << bad.status().message();
+}
+
+// Found by tests/fuzz autoscale_state: numbers that nlohmann converts with undefined behaviour
+// (floats out of range) or that overflow nanoseconds are refused, and nothing is resumed.
+TEST_F(WebhookSenderTest, OutboxNumbersOutOfRangeAreAnError) {
+  sender_ = makeSender(outbox_);
+  server_->setDefault({500});
+  WebhookTarget t = target();
+  t.max_backoff = 60s;
+  sender_->enqueue(event(), t);
+  ASSERT_TRUE(runUntil([&] { return sender_->counters().failed_attempts[7] == 1; }));
+  const Json good = Json::parse(sender_->outboxText());
+  sender_.reset();
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, Json>>{{"timeout_ms", Json(INT64_MAX)},
+                                                 {"max_backoff_ms", Json(-1e30)},
+                                                 {"next_attempt_unix_ms", Json(UINT64_MAX)},
+                                                 {"attempts", Json(-1)},
+                                                 {"max_attempts", Json(1e20)}}) {
+    Json j = good;
+    j["deliveries"][0][key] = value;
+    auto s = makeSender("");
+    auto r = s->loadOutboxText("x.outbox.json", j.dump());
+    ASSERT_FALSE(r.isOk()) << key;
+    EXPECT_NE(r.status().message().find("x.outbox.json: deliveries[0]: "), std::string::npos)
+        << r.status().message();
+    EXPECT_EQ(s->pending(), 0u);
+  }
+  Json j = good;
+  j["version"] = 1e100;
+  EXPECT_FALSE(makeSender("")->loadOutboxText("x.outbox.json", j.dump()).isOk());
+}
+
 TEST(WebhookBackoff, DoublesUpToTheCap) {
   EXPECT_EQ(WebhookSender::backoffBase(1, 60s), 1s);
   EXPECT_EQ(WebhookSender::backoffBase(2, 60s), 2s);
