@@ -18,7 +18,8 @@ constexpr uint32_t kMaxFaultDomain = 255;
 constexpr size_t kMaxIdLength = 253;
 constexpr size_t kMaxZoneLength = 64;
 constexpr int64_t kStateVersion = 1;
-constexpr int64_t kMaxAddedAtMs = 32503680000000;  // year 3000: far from overflowing WallTime
+// kMaxStateMillis (state_file.h): ~2170. (Year 3000 overflowed WallTime's int64 nanoseconds.)
+constexpr int64_t kMaxAddedAtMs = kMaxStateMillis;
 
 bool isNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||

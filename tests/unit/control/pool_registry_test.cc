@@ -556,6 +556,10 @@ TEST_F(PoolRegistryTest, CorruptStateFileIsAnError) {
       {"{\"version\":1,\"pools\":{\"web\":{\"members\":[{\"id\":\"a\",\"address\":\"10.0.0.1:80\"},"
        "{\"id\":\"b\",\"address\":\"10.0.0.1:80\"}]}}}",
        "duplicate address"},
+      // Year 3000: its nanoseconds overflow WallTime (UBSan in the admin_json fuzzer's corpus).
+      {"{\"version\":1,\"pools\":{\"web\":{\"members\":[{\"id\":\"a\",\"address\":\"10.0.0.1:80\","
+       "\"added_at_ms\":32503680000000}]}}}",
+       "added_at_ms"},
       {"{\"version\":1,\"pools\":{\"web\":{\"removed\":[\"vm-0\",\"vm-0\"]}}}", "appears twice"},
       {"{\"version\":1,\"pools\":{\"web\":{\"removed\":\"vm-0\"}}}", "expected an array"},
       {"{\"version\":1,\"pools\":{\"web\":{\"drains\":{\"vm-0\":\"gone\"}}}}", "drains.vm-0"},
