@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -195,10 +196,15 @@ int run(int argc, char** argv) {
     if (!o.quiet) printProgress(iv, length_s, total, target);
     if (csv) writeCsvRow(csv, iv, length_s);
   };
+  // A worker still winding down after -d (a slow last response, a loaded machine) closes
+  // seconds past the end, empty: they are not part of the run, so neither printed nor in the
+  // CSV (and a partial last second counts for its own length).
+  const double planned_s =
+      o.duration_ns ? static_cast<double>(o.duration_ns) / 1e9 : std::numeric_limits<double>::max();
   IntervalStats iv;
   for (;;) {
     if (collector.take(&iv, 100)) {
-      emit(iv, 1.0);
+      emit(iv, std::min(1.0, planned_s - static_cast<double>(iv.second)));
       continue;
     }
     if (std::all_of(workers.begin(), workers.end(), [](const auto& w) { return w->finished(); }))
