@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "l7proxy/connection.h"
+#include "l7proxy/http2.h"
 #include "l7proxy/worker.h"
 
 namespace scalegate::l7proxy {
@@ -574,22 +575,10 @@ void sessionSend(H2Upstream* h) {
     IoBuffer* b = h->out;
     b->compact();
     bool produced = false;
-    while (b->room() >= 1024 && h->overflow.empty()) {
-      const uint8_t* data = nullptr;
-      ssize_t n = nghttp2_session_mem_send(h->ng, &data);
-      if (n < 0) {
-        h->in_send = false;
-        sessionFail(h, false);
-        return;
-      }
-      if (n == 0) break;
-      produced = true;
-      if (b->room() >= static_cast<size_t>(n)) {
-        std::memcpy(b->data() + b->end, data, static_cast<size_t>(n));
-        b->end += static_cast<uint32_t>(n);
-      } else {
-        h->overflow.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-      }
+    if (!h2TakeOutput(h->ng, b, &h->overflow, &produced)) {
+      h->in_send = false;
+      sessionFail(h, false);
+      return;
     }
     if (!produced && b->empty() && h->overflow.empty()) break;
   }

@@ -402,22 +402,10 @@ void h2Send(ClientConn* c) {
     IoBuffer* b = c->out;
     b->compact();
     bool produced = false;
-    while (b->room() >= 1024 && h->overflow.empty()) {
-      const uint8_t* data = nullptr;
-      ssize_t n = nghttp2_session_mem_send(h->ng, &data);
-      if (n < 0) {
-        h->in_send = false;
-        closeClient(c);
-        return;
-      }
-      if (n == 0) break;
-      produced = true;
-      if (b->room() >= static_cast<size_t>(n)) {
-        std::memcpy(b->data() + b->end, data, static_cast<size_t>(n));
-        b->end += static_cast<uint32_t>(n);
-      } else {
-        h->overflow.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-      }
+    if (!h2TakeOutput(h->ng, b, &h->overflow, &produced)) {
+      h->in_send = false;
+      closeClient(c);
+      return;
     }
     if (!produced && b->empty() && h->overflow.empty()) break;
   }
@@ -461,6 +449,23 @@ bool processInput(ClientConn* c) {
 }
 
 }  // namespace
+
+bool h2TakeOutput(nghttp2_session* ng, IoBuffer* b, std::string* overflow, bool* produced) {
+  while (b->room() >= 1024 && overflow->empty()) {
+    const uint8_t* data = nullptr;
+    ssize_t n = nghttp2_session_mem_send(ng, &data);
+    if (n < 0) return false;
+    if (n == 0) break;
+    *produced = true;
+    if (b->room() >= static_cast<size_t>(n)) {
+      std::memcpy(b->data() + b->end, data, static_cast<size_t>(n));
+      b->end += static_cast<uint32_t>(n);
+    } else {
+      overflow->append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+  }
+  return true;
+}
 
 H2Preface h2CheckPreface(const char* data, size_t n) {
   size_t m = std::min(n, kPrefaceLen);

@@ -20,13 +20,23 @@
 // (token bucket, GOAWAY ENHANCE_YOUR_CALM), CONTINUATION count, header bytes counted as HPACK
 // decodes them (431, or a stream reset past 4x the limit).
 
+#include <nghttp2/nghttp2.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace scalegate::l7proxy {
 
 struct ClientConn;
+struct IoBuffer;
 struct ResponseHead;
+
+// Moves what session `ng` has to send into `b` while `b` has 1 KiB of room, then into
+// `overflow` (once overflow holds anything, nothing more goes to `b`, so bytes stay in order).
+// Returns false on a session error; `*produced` tells whether any byte came. Shared by the
+// client-side (http2.cc) and member-side (h2_upstream.cc) sessions.
+bool h2TakeOutput(nghttp2_session* ng, IoBuffer* b, std::string* overflow, bool* produced);
 
 enum class H2Preface { kNo, kPartial, kYes };
 // Whether data[0..n) starts with (or is a prefix of) the HTTP/2 client connection preface.
