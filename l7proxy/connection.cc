@@ -866,21 +866,27 @@ bool assignUpstream(ClientConn* c) {
     ms->rq_total.inc();
     ms->rq_active.inc();
     MemberSlot* s = p->slots[m];
+    // No connection to `m` could even be started: counted against it; true when another
+    // member may be tried, false once the client has its 502.
+    auto startFailed = [&] {
+      w->mutableCounters().upstream_cx_connect_fail.inc();
+      ms->cx_connect_fail.inc();
+      memberFailed(ex);
+      --p->active[m];
+      ms->rq_active.dec();
+      if (canRetry(c)) {
+        w->mutableCounters().upstream_rq_retry.inc();
+        p->stats->rq_retry.inc();
+        return true;
+      }
+      localReply(c, LocalReply::kBadGateway, ex.req_done && ex.req_fwd == 0);
+      return false;
+    };
     if (ex.up_h2) {
       int err = 0;
       UpstreamConn* st = h2AttachStream(c, s, p, m, &err);
       if (st == nullptr) {  // no connection could even be started
-        w->mutableCounters().upstream_cx_connect_fail.inc();
-        ms->cx_connect_fail.inc();
-        memberFailed(ex);
-        --p->active[m];
-        ms->rq_active.dec();
-        if (canRetry(c)) {
-          w->mutableCounters().upstream_rq_retry.inc();
-          p->stats->rq_retry.inc();
-          continue;
-        }
-        localReply(c, LocalReply::kBadGateway, ex.req_done && ex.req_fwd == 0);
+        if (startFailed()) continue;
         return false;
       }
       ex.up = st;
@@ -908,17 +914,7 @@ bool assignUpstream(ClientConn* c) {
     int err = 0;
     u = connectUpstream(w, s, p, &err, onUpstreamRead, onUpstreamWrite);
     if (u == nullptr) {
-      w->mutableCounters().upstream_cx_connect_fail.inc();
-      ms->cx_connect_fail.inc();
-      memberFailed(ex);
-      --p->active[m];
-      ms->rq_active.dec();
-      if (canRetry(c)) {
-        w->mutableCounters().upstream_rq_retry.inc();
-        p->stats->rq_retry.inc();
-        continue;
-      }
-      localReply(c, LocalReply::kBadGateway, ex.req_done && ex.req_fwd == 0);
+      if (startFailed()) continue;
       return false;
     }
     u->client = c;
