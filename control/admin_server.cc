@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/openssl_error.h"
 #include "common/units.h"
 
 namespace scalegate::control {
@@ -264,25 +265,13 @@ std::string_view bearerOf(const char* header) {
   return h;
 }
 
-std::string opensslErrors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
-
 // The admin listener's server context. Caller owns the result.
 Result<SSL_CTX*> newAdminContext(const config::AdminTls& cfg) {
   ERR_clear_error();
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
-  if (ctx == nullptr) return internalError("admin.tls: SSL_CTX_new: " + opensslErrors());
+  if (ctx == nullptr) return internalError("admin.tls: SSL_CTX_new: " + takeOpensslErrors());
   auto fail = [&](const std::string& what) -> Result<SSL_CTX*> {
-    std::string msg = "admin.tls: " + what + ": " + opensslErrors();
+    std::string msg = "admin.tls: " + what + ": " + takeOpensslErrors();
     SSL_CTX_free(ctx);
     return invalidArgument(msg);
   };
@@ -805,14 +794,13 @@ AdminServer::Reply AdminServer::route(evhttp_request* req) {
     case EVHTTP_REQ_PUT: {
       MemberSpec spec;
       if (member != nullptr) {
-        spec = MemberSpec{member->spec.address, member->spec.zone,
-                          member->spec.fault_domain, member->spec.weight,
-                          member->spec.version,      member->spec.scale_in_protected};
+        spec =
+            MemberSpec{member->spec.address, member->spec.zone,    member->spec.fault_domain,
+                       member->spec.weight,  member->spec.version, member->spec.scale_in_protected};
       } else if (pool->cfg->mode == config::PoolMode::kUniform && !pool->members.empty()) {
         // A new member of a uniform pool is what the others are unless the body says otherwise.
         spec.weight = pool->members.front().spec.weight;
-        spec.version = pool->model_known ? pool->model_version
-                                         : pool->members.front().spec.version;
+        spec.version = pool->model_known ? pool->model_version : pool->members.front().spec.version;
       }
       bool address_seen = false;
       if (Status st = parseMemberBody(body, &spec, &address_seen); !st.isOk()) {

@@ -25,9 +25,12 @@
 #include <string>
 #include <thread>
 
+#include "common/openssl_error.h"
+
 namespace {
 
 using Json = nlohmann::json;
+using scalegate::takeOpensslErrors;
 
 struct Endpoint {
   std::string host = "127.0.0.1";
@@ -69,18 +72,6 @@ bool parseAdminUrl(std::string url, Endpoint* out, std::string* error) {
   return true;
 }
 
-std::string tlsErrors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "connection closed during the handshake" : out;
-}
-
 // One connection to the admin API, plain or TLS; blocking I/O bounded by socket timeouts.
 class Connection {
  public:
@@ -119,7 +110,7 @@ class Connection {
     ERR_clear_error();
     ctx_ = SSL_CTX_new(TLS_client_method());
     if (ctx_ == nullptr) {
-      *error = "TLS: " + tlsErrors();
+      *error = "TLS: " + takeOpensslErrors("connection closed during the handshake");
       return false;
     }
     SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
@@ -131,14 +122,14 @@ class Connection {
                  ? SSL_CTX_set_default_verify_paths(ctx_)
                  : SSL_CTX_load_verify_locations(ctx_, tls.ca_file.c_str(), nullptr);
     if (ok != 1) {
-      *error = "cannot load the CA file " + tls.ca_file + ": " + tlsErrors();
+      *error = "cannot load the CA file " + tls.ca_file + ": " + takeOpensslErrors();
       return false;
     }
     if (!tls.cert_file.empty()) {
       const std::string& key = tls.key_file.empty() ? tls.cert_file : tls.key_file;
       if (SSL_CTX_use_certificate_chain_file(ctx_, tls.cert_file.c_str()) != 1 ||
           SSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), SSL_FILETYPE_PEM) != 1) {
-        *error = "cannot load the client certificate " + tls.cert_file + ": " + tlsErrors();
+        *error = "cannot load the client certificate " + tls.cert_file + ": " + takeOpensslErrors();
         return false;
       }
     }
@@ -158,9 +149,9 @@ class Connection {
     }
     if (SSL_connect(ssl_) != 1) {
       long verify = SSL_get_verify_result(ssl_);
-      *error =
-          "TLS handshake with " + ep.host + ":" + ep.port + " failed: " +
-          (verify != X509_V_OK ? std::string(X509_verify_cert_error_string(verify)) : tlsErrors());
+      *error = "TLS handshake with " + ep.host + ":" + ep.port + " failed: " +
+               (verify != X509_V_OK ? std::string(X509_verify_cert_error_string(verify))
+                                    : takeOpensslErrors("connection closed during the handshake"));
       return false;
     }
     return true;

@@ -8,6 +8,8 @@
 
 #include <cstring>
 
+#include "common/openssl_error.h"
+
 namespace scalegate::l7proxy {
 namespace {
 
@@ -27,18 +29,6 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   for (size_t i = 0; i < a.size(); ++i)
     if (lower(a[i]) != lower(b[i])) return false;
   return true;
-}
-
-std::string opensslError() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
 }
 
 int ticketRingIndex() {
@@ -152,7 +142,7 @@ Result<TicketKey> randomTicketKey() {
   TicketKey k;
   if (RAND_bytes(k.name, sizeof(k.name)) != 1 || RAND_bytes(k.aes, sizeof(k.aes)) != 1 ||
       RAND_bytes(k.hmac, sizeof(k.hmac)) != 1) {
-    return internalError("RAND_bytes: " + opensslError());
+    return internalError("RAND_bytes: " + takeOpensslErrors());
   }
   return k;
 }
@@ -168,24 +158,24 @@ Result<std::shared_ptr<const TlsServerContext>> TlsServerContext::build(
   for (size_t i = 0; i < cfg.certificates.size(); ++i) {
     const config::TlsCertificate& c = cfg.certificates[i];
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == nullptr) return internalError("SSL_CTX_new: " + opensslError());
+    if (ctx == nullptr) return internalError("SSL_CTX_new: " + takeOpensslErrors());
     t->certs_.push_back(Cert{ctx, {}});
     SSL_CTX_set_min_proto_version(
         ctx, cfg.min_version == config::TlsVersion::k13 ? TLS1_3_VERSION : TLS1_2_VERSION);
     const char* ciphers = cfg.ciphers.empty() ? kModernCiphers : cfg.ciphers.c_str();
     if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
       return invalidArgument("tls.ciphers: no usable cipher in \"" + std::string(ciphers) +
-                             "\": " + opensslError());
+                             "\": " + takeOpensslErrors());
     }
     SSL_CTX_set_options(
         ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, c.cert_file.c_str()) != 1) {
-      return invalidArgument("cannot load certificate " + c.cert_file + ": " + opensslError());
+      return invalidArgument("cannot load certificate " + c.cert_file + ": " + takeOpensslErrors());
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, c.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-      return invalidArgument("cannot load key " + c.key_file + ": " + opensslError());
+      return invalidArgument("cannot load key " + c.key_file + ": " + takeOpensslErrors());
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
       return invalidArgument("key " + c.key_file + " does not match certificate " + c.cert_file);
@@ -253,14 +243,14 @@ int TlsServerContext::onAlpn(SSL*, const unsigned char** out, unsigned char* out
 Result<SSL_CTX*> newClientContext(const std::string& ca_file, bool verify) {
   ERR_clear_error();
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (ctx == nullptr) return internalError("SSL_CTX_new: " + opensslError());
+  if (ctx == nullptr) return internalError("SSL_CTX_new: " + takeOpensslErrors());
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (verify) {
     int ok = ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx)
                              : SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr);
     if (ok != 1) {
-      std::string err = opensslError();
+      std::string err = takeOpensslErrors();
       SSL_CTX_free(ctx);
       return invalidArgument("cannot load CA file " + ca_file + ": " + err);
     }
